@@ -1,0 +1,74 @@
+# Caspix: `make demo` runs the embedded default; `make test` runs the whole suite on PostgreSQL.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+
+DEMO_ENV := CASPIX_ENV=demo
+TEST_ENV := CASPIX_ENV=test
+# Throwaway values: `check --deploy` inspects production settings, it connects to nothing.
+DEPLOY_CHECK_ENV := CASPIX_ENV=production \
+	CASPIX_SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(64))') \
+	CASPIX_ALLOWED_HOSTS=caspix.bank.example \
+	DATABASE_URL=postgres://caspix@db.invalid:5432/caspix \
+	CELERY_BROKER_URL=redis://redis.invalid:6379/0 \
+	CASPIX_VAULT_ADDR=https://openbao.invalid:8200 \
+	CASPIX_VAULT_TOKEN=deploy-check-placeholder
+
+.PHONY: help demo test lint typecheck checks pytest bench vendor clean
+
+help:
+	@echo "make demo   run Caspix on the embedded default (SQLite, in-process Celery, local keyring) on 127.0.0.1:$(PORT)"
+	@echo "make test   lint, type-check, migration and deploy checks, then the whole suite on PostgreSQL"
+	@echo "make bench  run the benchmarks under bench/ (prints one JSON line per figure)"
+	@echo "make vendor refresh the vendored front-end assets from their npm packages"
+
+$(VENV)/.installed-runtime: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed-runtime
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+demo: $(VENV)/.installed-runtime
+	$(DEMO_ENV) $(PY) manage.py migrate --noinput --verbosity 0
+	$(DEMO_ENV) $(PY) manage.py seed_demo
+	@echo "Caspix (demo) on http://127.0.0.1:$(PORT)/ — Ctrl-C stops it"
+	$(DEMO_ENV) exec $(VENV)/bin/gunicorn caspix.wsgi:application --config deploy/gunicorn.conf.py \
+		--bind 127.0.0.1:$(PORT) --workers 2
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.installed-dev
+	$(TEST_ENV) $(VENV)/bin/mypy .
+
+checks: $(VENV)/.installed-dev
+	$(TEST_ENV) $(PY) manage.py makemigrations --check --dry-run
+	$(DEPLOY_CHECK_ENV) $(PY) manage.py check --deploy --fail-level WARNING
+
+pytest: $(VENV)/.installed-dev
+	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadgroup --cov --cov-report=term $(PYTEST_ARGS)
+
+test: $(VENV)/.installed-dev
+	$(PY) scripts/preflight.py
+	$(MAKE) --no-print-directory lint typecheck checks pytest
+
+bench: $(VENV)/.installed-dev
+	$(PY) scripts/preflight.py --bench
+	$(TEST_ENV) $(PY) -m bench $(BENCH)
+
+vendor:
+	npm ci --ignore-scripts --no-audit --no-fund
+	cp node_modules/htmx.org/dist/htmx.min.js node_modules/htmx.org/LICENSE static/vendor/htmx/
+	$(PY) scripts/vendor_manifest.py
+
+clean:
+	rm -rf $(VENV) staticfiles .coverage .mypy_cache .ruff_cache .pytest_cache node_modules

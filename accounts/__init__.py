@@ -1,0 +1,1 @@
+"""Users, role templates and the business-permission catalog (teams, MFA, SSO, approvals follow)."""

@@ -1,0 +1,1 @@
+"""The tamper-evident audit ledger. Imports nothing from the other Caspix apps."""

@@ -1,0 +1,1 @@
+"""Alerts, cases, parties, queues, routing and the intake API: the analysts' workspace."""

@@ -1,0 +1,325 @@
+"""Caspix settings: one module, driven by the environment (see README, "Configuration").
+
+``CASPIX_ENV`` selects the profile:
+
+* ``production`` (the default: an unset variable fails closed) needs every secret from the
+  environment or a ``*_FILE``, and refuses to start without them;
+* ``demo`` is the embedded default behind ``make demo``: SQLite under ``var/``, Celery in-process;
+* ``test`` is what ``make test`` runs: PostgreSQL and Redis on loopback.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+from celery.schedules import crontab
+from csp.constants import NONCE, NONE, SELF
+
+from caspix.env import ConfigError, Env
+from caspix.logconfig import build_logging
+
+env = Env()
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+CASPIX_ENV = env.str("CASPIX_ENV", "production", choices=("production", "demo", "test"))
+PRODUCTION = CASPIX_ENV == "production"
+DEMO = CASPIX_ENV == "demo"
+TESTING = CASPIX_ENV == "test"
+
+# Runtime state of the embedded default (SQLite file, demo secret, keyring): never committed.
+VAR_DIR = Path(env.str("CASPIX_VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env.bool("CASPIX_DEBUG", False)
+if DEBUG and PRODUCTION:
+    raise ConfigError("CASPIX_DEBUG must not be enabled when CASPIX_ENV=production")
+
+
+def _demo_secret_key() -> str:
+    """A per-installation key for the demo, created once under var/ and reused."""
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(64), encoding="utf-8")
+        path.chmod(0o600)
+    return path.read_text(encoding="utf-8").strip()
+
+
+if PRODUCTION:
+    SECRET_KEY = env.secret("CASPIX_SECRET_KEY", min_length=50)
+elif DEMO:
+    SECRET_KEY = env.secret("CASPIX_SECRET_KEY", default=_demo_secret_key(), min_length=50)
+else:
+    SECRET_KEY = env.secret("CASPIX_SECRET_KEY", default="test-" + "k" * 20 + "-not-a-secret-" + "x" * 20)
+
+if PRODUCTION:
+    ALLOWED_HOSTS = env.list("CASPIX_ALLOWED_HOSTS")
+    if not ALLOWED_HOSTS:
+        raise ConfigError("CASPIX_ALLOWED_HOSTS is required: the host names Caspix is served under, comma-separated")
+else:
+    ALLOWED_HOSTS = env.list("CASPIX_ALLOWED_HOSTS", ("127.0.0.1", "localhost", "[::1]"))
+CSRF_TRUSTED_ORIGINS = env.list("CASPIX_CSRF_TRUSTED_ORIGINS")
+
+# --- Applications ----------------------------------------------------------------------------
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "django_prometheus",
+    "csp",
+    # Floors, bottom to top: each app imports only from the ones listed before it.
+    "audit",
+    "accounts",
+    "cases",
+    "reporting",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "caspix.requestcontext.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "caspix.requestcontext.UserContextMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "django_permissions_policy.PermissionsPolicyMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "caspix.urls"
+WSGI_APPLICATION = "caspix.wsgi.application"
+ASGI_APPLICATION = "caspix.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "accounts.context_processors.navigation",
+            ],
+        },
+    },
+]
+
+# --- Database --------------------------------------------------------------------------------
+
+_DEFAULT_DATABASE_URL = {
+    "production": None,
+    "demo": f"sqlite:///{VAR_DIR / 'caspix.sqlite3'}",
+    "test": "postgres://postgres@127.0.0.1:5432/caspix",
+}[CASPIX_ENV]
+DATABASES: dict[str, dict[str, Any]] = {
+    "default": dict(
+        dj_database_url.parse(
+            env.secret("DATABASE_URL", default=_DEFAULT_DATABASE_URL),
+            conn_max_age=env.int("CASPIX_DB_CONN_MAX_AGE", 60, minimum=0),
+            conn_health_checks=True,
+        )
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The embedded default: write-ahead log so readers never wait for the one writer.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;",
+        "transaction_mode": "IMMEDIATE",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Authentication --------------------------------------------------------------------------
+
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = ["accounts.backends.RoleBackend"]
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "accounts:home"
+LOGOUT_REDIRECT_URL = "accounts:login"
+
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
+if TESTING:
+    # Hashing dominates the cost of creating personas; tests do not measure hash strength.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *PASSWORD_HASHERS]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+# Absolute session lifetime; idle timeouts and per-role tiers come with session policy.
+SESSION_COOKIE_AGE = env.int("CASPIX_SESSION_ABSOLUTE_SECONDS", 12 * 3600, minimum=300, maximum=24 * 3600)
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+
+# --- Transport and browser security ----------------------------------------------------------
+
+_SECURE_COOKIES = env.bool("CASPIX_SECURE_COOKIES", PRODUCTION)
+SESSION_COOKIE_SECURE = _SECURE_COOKIES
+CSRF_COOKIE_SECURE = _SECURE_COOKIES
+# The __Host- prefix makes the browser refuse the cookie unless it is Secure, host-only, Path=/.
+SESSION_COOKIE_NAME = "__Host-caspix_session" if _SECURE_COOKIES else "caspix_session"
+CSRF_COOKIE_NAME = "__Host-caspix_csrf" if _SECURE_COOKIES else "caspix_csrf"
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+
+SECURE_SSL_REDIRECT = env.bool("CASPIX_SSL_REDIRECT", PRODUCTION)
+# Probes and scrapers talk to the web process directly, inside the network, without TLS.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+if env.bool("CASPIX_BEHIND_TLS_PROXY", PRODUCTION):
+    # Only behind the deployment's own reverse proxy, which overwrites this header.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_HSTS_SECONDS = env.int("CASPIX_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = env.bool("CASPIX_HSTS_PRELOAD", True)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+CONTENT_SECURITY_POLICY: dict[str, Any] = {
+    "DIRECTIVES": {
+        "default-src": [NONE],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF],
+        "img-src": [SELF],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "manifest-src": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+        "base-uri": [NONE],
+        "object-src": [NONE],
+    }
+}
+if PRODUCTION:
+    CONTENT_SECURITY_POLICY["DIRECTIVES"]["upgrade-insecure-requests"] = True
+
+PERMISSIONS_POLICY: dict[str, list[str]] = {
+    "accelerometer": [],
+    "camera": [],
+    "display-capture": [],
+    "geolocation": [],
+    "gyroscope": [],
+    "magnetometer": [],
+    "microphone": [],
+    "payment": [],
+    "usb": [],
+    "publickey-credentials-create": ["self"],
+    "publickey-credentials-get": ["self"],
+}
+
+# --- Static files: every asset is served by the app ------------------------------------------
+
+STATIC_URL = "/static/"
+# collectstatic runs only for production images; elsewhere the finders serve the source folders.
+STATIC_ROOT = Path(env.str("CASPIX_STATIC_ROOT", str(BASE_DIR / "staticfiles"))) if PRODUCTION else None
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES: dict[str, dict[str, Any]] = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if PRODUCTION
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+# Outside production, serve straight from the source folders: no collectstatic step.
+WHITENOISE_USE_FINDERS = not PRODUCTION
+
+# --- Internationalisation --------------------------------------------------------------------
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Celery ----------------------------------------------------------------------------------
+
+if DEMO:
+    CELERY_BROKER_URL = "memory://"
+else:
+    CELERY_BROKER_URL = env.secret("CELERY_BROKER_URL", default=None if PRODUCTION else "redis://127.0.0.1:6379/0")
+# The embedded default runs tasks in-process, inside the web request.
+CELERY_TASK_ALWAYS_EAGER = DEMO
+CELERY_TASK_EAGER_PROPAGATES = True
+# Tasks are idempotent, so a task whose worker died is delivered again rather than lost.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_TIME_LIMIT = 15 * 60
+CELERY_TASK_SOFT_TIME_LIMIT = 14 * 60
+# Longer than any task runs; no task is scheduled with a long ETA (beat schedules instead).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE = {
+    "clear-expired-sessions": {
+        "task": "accounts.tasks.clear_expired_sessions",
+        "schedule": crontab(hour=3, minute=17),
+    },
+}
+
+# --- Operations ------------------------------------------------------------------------------
+
+# /metrics answers only to these source ranges, or to a bearer token when one is configured.
+METRICS_ALLOWED_NETWORKS = env.networks("CASPIX_METRICS_ALLOWED_CIDRS", ("127.0.0.1/32", "::1/128"))
+METRICS_TOKEN = env.optional_secret("CASPIX_METRICS_TOKEN")
+
+LOG_LEVEL = env.str("CASPIX_LOG_LEVEL", "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+LOGGING = build_logging(LOG_LEVEL)
+
+# Demo data may be created only under the embedded default.
+DEMO_USERS_FILE = VAR_DIR / "demo-users.json"
+CSRF_FAILURE_VIEW = "caspix.errors.csrf_failure"
+
+# --- Key service -----------------------------------------------------------------------------
+
+# OpenBao/Vault Transit in production; a local keyring file under var/ for the embedded default.
+KEY_BACKEND = env.str("CASPIX_KEY_BACKEND", "transit" if PRODUCTION else "local", choices=("local", "transit"))
+if PRODUCTION and KEY_BACKEND == "local":
+    raise ConfigError("CASPIX_KEY_BACKEND=local is refused when CASPIX_ENV=production: use transit")
+KEYRING_FILE = Path(env.str("CASPIX_KEYRING_FILE", str(VAR_DIR / "keyring.json")))
+VAULT: dict[str, Any] = {}
+if KEY_BACKEND == "transit":
+    VAULT = {
+        "ADDR": env.str("CASPIX_VAULT_ADDR"),
+        "TOKEN": env.optional_secret("CASPIX_VAULT_TOKEN"),
+        "ROLE_ID": env.optional_secret("CASPIX_VAULT_ROLE_ID"),
+        "SECRET_ID": env.optional_secret("CASPIX_VAULT_SECRET_ID"),
+        "CACERT": env.str("CASPIX_VAULT_CACERT", "") or None,
+        "NAMESPACE": env.str("CASPIX_VAULT_NAMESPACE", "") or None,
+        "MOUNT": env.str("CASPIX_VAULT_TRANSIT_MOUNT", "transit"),
+        "TIMEOUT": env.int("CASPIX_VAULT_TIMEOUT_SECONDS", 5, minimum=1, maximum=60),
+    }
+    if not (VAULT["TOKEN"] or (VAULT["ROLE_ID"] and VAULT["SECRET_ID"])):
+        raise ConfigError(
+            "CASPIX_VAULT_TOKEN (or CASPIX_VAULT_ROLE_ID and CASPIX_VAULT_SECRET_ID, each possibly as *_FILE) "
+            "is required when CASPIX_KEY_BACKEND=transit"
+        )
+    if PRODUCTION and not VAULT["ADDR"].startswith("https://"):
+        raise ConfigError("CASPIX_VAULT_ADDR must be an https:// URL when CASPIX_ENV=production")

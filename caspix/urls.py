@@ -1,0 +1,15 @@
+"""Root URLconf. Apps are included by dotted path: the ground floor never imports the domain."""
+
+from django.urls import include, path
+
+from caspix import health, metrics
+
+urlpatterns = [
+    path("", include("accounts.urls")),
+    path("work/", include("cases.urls")),
+    path("audit/", include("audit.urls")),
+    path("dashboard/", include("reporting.urls")),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
+]

@@ -1,0 +1,1 @@
+"""STRs (goAML), dashboards, evidence packs, access reviews and regulatory exports."""

@@ -1,0 +1,56 @@
+"""The embedded default boots as `make demo` runs it: SQLite, in-process Celery, local keyring."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.server import gunicorn_process
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def demo_env(tmp_path: Path) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CASPIX_", "DATABASE_URL", "CELERY_"))}
+    return {**clean, "CASPIX_ENV": "demo", "CASPIX_VAR_DIR": str(tmp_path / "var")}
+
+
+def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "manage.py", *args]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=True)
+
+
+def test_it_migrates_seeds_and_serves_the_login_page(demo_env: dict[str, str], tmp_path: Path) -> None:
+    manage(demo_env, "migrate", "--noinput", "--verbosity", "0")
+    seeded = manage(demo_env, "seed_demo")
+    users = json.loads((tmp_path / "var" / "demo-users.json").read_text(encoding="utf-8"))
+    assert [u["username"] for u in users] == ["admin", "analyst", "lead", "manager", "auditor"]
+    assert all(u["password"] in seeded.stdout for u in users)
+    assert (tmp_path / "var" / "caspix.sqlite3").exists()
+    assert (tmp_path / "var" / "secret_key").stat().st_mode & 0o777 == 0o600
+
+    with gunicorn_process(demo_env, settings="caspix.settings") as client:
+        login = client("/login/")
+        assert login.status == 200
+        assert b"Sign in" in login.read()
+        ready = client("/readyz")
+        assert json.loads(ready.read()) == {"status": "ok", "checked": ["database", "broker", "keys"]}
+    assert (tmp_path / "var" / "keyring.json").exists()
+
+
+def test_it_refuses_demo_users_under_production_settings(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CASPIX_")}
+    env |= {"CASPIX_ENV": "production", "CASPIX_SECRET_KEY": "p" * 60, "CASPIX_ALLOWED_HOSTS": "x.example"}
+    env |= {"DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3", "CELERY_BROKER_URL": "redis://127.0.0.1:9/0"}
+    env |= {"CASPIX_VAULT_ADDR": "https://openbao.invalid", "CASPIX_VAULT_TOKEN": "t"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "seed_demo"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "seed_demo runs only when CASPIX_ENV=demo" in result.stderr
