@@ -1,0 +1,7 @@
+"""The test settings with a URLconf that adds the benchmarks' bare ceiling view."""
+
+from caspix.settings import *  # noqa: F403
+
+ROOT_URLCONF = "bench.urls"
+LOG_LEVEL = "WARNING"
+LOGGING["root"]["level"] = "WARNING"  # noqa: F405
