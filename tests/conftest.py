@@ -111,6 +111,7 @@ def openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenBao]:
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"OpenBao did not start: {log.read_text(errors='replace')[-2000:]}")
             time.sleep(0.2)
+        hvac.Client(url=addr, token=token).sys.enable_secrets_engine("transit", path="transit")
         yield OpenBao(addr, token)
     finally:
         process.terminate()
