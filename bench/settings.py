@@ -3,5 +3,5 @@
 from caspix.settings import *  # noqa: F403
 
 ROOT_URLCONF = "bench.urls"
-LOG_LEVEL = "WARNING"
+# Quiet logs: the benchmark measures serving, not log writing.
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405
