@@ -75,11 +75,14 @@ INSTALLED_APPS = [
     "django_prometheus",
     "csp",
     # Floors, bottom to top: each app imports only from the ones listed before it.
+    "caspix.crypto",
     "audit",
     "accounts",
     "cases",
     "reporting",
 ]
+if TESTING:
+    INSTALLED_APPS.append("tests.crypto_app")  # models that exercise the encrypted fields
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
@@ -96,6 +99,7 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "django_permissions_policy.PermissionsPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "caspix.errors.KeyServiceErrorMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 

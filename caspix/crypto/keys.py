@@ -174,7 +174,9 @@ class LocalKeyring:
 
     def _create(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = {"format": KEYRING_FORMAT, "installation": secrets.token_hex(8), "keys": {}}
+        # A new keyring holds every named key at once: the embedded default needs no setup step.
+        keys = {name.value: self._new_entry(name) for name in KeyName}
+        data = {"format": KEYRING_FORMAT, "installation": secrets.token_hex(8), "keys": keys}
         # O_EXCL: two processes starting at once never overwrite each other's keyring.
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -216,8 +218,21 @@ class LocalKeyring:
             if material is not None:
                 return entry, wanted, base64.b64decode(material["key"])
         if version is None:
-            raise KeyServiceError(f"the key {name!r} does not exist: run ensure_keys")
+            # The embedded default provisions itself: a keyring missing a named key gets it.
+            self.ensure_keys()
+            entry = self._load()["keys"][name]
+            return entry, entry["latest"], base64.b64decode(entry["versions"][str(entry["latest"])]["key"])
         raise IntegrityError(f"the key {name!r} has no version {version}")
+
+    @classmethod
+    def _new_entry(cls, name: KeyName) -> dict[str, Any]:
+        material = base64.b64encode(cls._new_material(KEY_TYPES[name])).decode()
+        return {
+            "type": KEY_TYPES[name],
+            "latest": 1,
+            "min_decryption_version": 1,
+            "versions": {"1": {"key": material, "created": _now()}},
+        }
 
     @staticmethod
     def _new_material(key_type: str) -> bytes:
@@ -236,13 +251,7 @@ class LocalKeyring:
         with self._writing() as data:
             for name in KeyName:
                 if name not in data["keys"]:
-                    material = base64.b64encode(self._new_material(KEY_TYPES[name])).decode()
-                    data["keys"][name] = {
-                        "type": KEY_TYPES[name],
-                        "latest": 1,
-                        "min_decryption_version": 1,
-                        "versions": {"1": {"key": material, "created": _now()}},
-                    }
+                    data["keys"][name] = self._new_entry(name)
 
     def generate_data_key(self, name: KeyName) -> DataKey:
         plaintext = secrets.token_bytes(DATA_KEY_BYTES)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import secrets
 import stat
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from caspix.crypto.keys import (
     verify_signature,
     wrapped_version,
 )
-from tests.conftest import OpenBao
+from tests.openbao import OpenBao
 
 
 @pytest.fixture(params=["local", "transit"])
@@ -31,18 +30,7 @@ def service(request: pytest.FixtureRequest, tmp_path: Path) -> KeyService:
     else:
         openbao: OpenBao = request.getfixturevalue("openbao")
         keyring = TransitService(
-            {
-                "ADDR": openbao.addr,
-                "TOKEN": openbao.token,
-                "ROLE_ID": None,
-                "SECRET_ID": None,
-                "CACERT": None,
-                "NAMESPACE": None,
-                "MOUNT": "transit",
-                "TIMEOUT": 5,
-                # Every test gets keys of its own on the shared server.
-                "KEY_PREFIX": f"t{secrets.token_hex(6)}",
-            }
+            openbao.config()  # every test gets keys of its own on the shared server
         )
     keyring.ensure_keys()
     return keyring
@@ -165,15 +153,22 @@ def test_it_destroys_retired_local_key_material(tmp_path: Path) -> None:
     assert set(versions) == {"2"}
 
 
-def test_it_reports_a_missing_key_clearly(tmp_path: Path) -> None:
-    with pytest.raises(KeyServiceError, match="does not exist: run ensure_keys"):
-        LocalKeyring(tmp_path / "keyring.json").generate_data_key(KeyName.DATA)
+def test_it_provisions_a_new_keyring_with_every_named_key(tmp_path: Path) -> None:
+    LocalKeyring(tmp_path / "keyring.json").generate_data_key(KeyName.DATA)
+    stored = json.loads((tmp_path / "keyring.json").read_text(encoding="utf-8"))["keys"]
+    assert set(stored) == {name.value for name in KeyName}
+
+
+def test_it_adds_a_named_key_missing_from_an_older_keyring(tmp_path: Path) -> None:
+    path = tmp_path / "keyring.json"
+    LocalKeyring(path).health()
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    del stored["keys"]["backup"]
+    path.write_text(json.dumps(stored), encoding="utf-8")
+    assert LocalKeyring(path).generate_data_key(KeyName.BACKUP).wrapped.startswith("local:v1:")
 
 
 def test_it_reports_transit_down_as_a_key_service_error(openbao: OpenBao) -> None:
-    down = TransitService(
-        {"ADDR": "http://127.0.0.1:9", "TOKEN": "t", "ROLE_ID": None, "SECRET_ID": None}
-        | {"CACERT": None, "NAMESPACE": None, "MOUNT": "transit", "TIMEOUT": 1}
-    )
+    down = TransitService(openbao.config(ADDR="http://127.0.0.1:9", TIMEOUT=1))
     with pytest.raises(KeyServiceError, match="generate_data_key: the key service cannot be reached"):
         down.generate_data_key(KeyName.DATA)

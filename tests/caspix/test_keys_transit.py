@@ -8,17 +8,14 @@ import pytest
 from django.test import Client, override_settings
 
 from caspix.crypto import keys
-from tests.conftest import OpenBao
+from tests.openbao import OpenBao, transit_backend
 
 
 @pytest.fixture
 def transit(openbao: OpenBao) -> Iterator[dict[str, object]]:
-    config: dict[str, object] = {"ADDR": openbao.addr, "TOKEN": openbao.token, "ROLE_ID": None, "SECRET_ID": None}
-    config |= {"CACERT": None, "NAMESPACE": None, "MOUNT": "transit", "TIMEOUT": 5}
-    keys.key_service.cache_clear()
-    with override_settings(KEY_BACKEND="transit", VAULT=config):
+    config = openbao.config()
+    with transit_backend(config):
         yield config
-    keys.key_service.cache_clear()
 
 
 def test_it_is_ready_with_openbao(db: None, transit: dict[str, object]) -> None:
