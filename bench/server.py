@@ -38,7 +38,7 @@ def free_port() -> int:
 @contextmanager
 def gunicorn(settings: str = "bench.settings", workers: int = 2) -> Iterator[str]:
     """gunicorn with the test settings and the benchmarks' URLconf; yields its base URL."""
-    with _serve({**os.environ, "CASPIX_ENV": "test"}, settings, workers) as base:
+    with serve({**os.environ, "CASPIX_ENV": "test"}, settings, workers) as base:
         yield base
 
 
@@ -47,12 +47,13 @@ def gunicorn_process(
     env: dict[str, str], settings: str = "caspix.settings", workers: int = 1
 ) -> Iterator[Callable[[str], Any]]:
     """gunicorn with the given environment; yields a GET function for paths on it."""
-    with _serve(env, settings, workers) as base:
+    with serve(env, settings, workers) as base:
         yield lambda path: urllib.request.urlopen(base + path, timeout=10)  # noqa: S310 (loopback)
 
 
 @contextmanager
-def _serve(env: dict[str, str], settings: str, workers: int) -> Iterator[str]:
+def serve(env: dict[str, str], settings: str, workers: int) -> Iterator[str]:
+    """gunicorn with exactly this environment and settings module; yields its base URL."""
     port = free_port()
     env = {**env, "DJANGO_SETTINGS_MODULE": settings}
     command = [sys.executable, "-m", "gunicorn", "caspix.wsgi:application", "--config", "deploy/gunicorn.conf.py"]
