@@ -6,4 +6,5 @@ app_name = "audit"
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("ledger-keys", views.ledger_keys, name="ledger_keys"),
 ]

@@ -7,15 +7,18 @@ else is replaced by a fresh id and never logged as received.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+client_address_var: ContextVar[str | None] = ContextVar("client_address", default=None)
 user_id_var: ContextVar[int | None] = ContextVar("user_id", default=None)
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -29,6 +32,20 @@ def accept_request_id(value: str | None) -> str:
     return uuid.uuid4().hex
 
 
+def client_address(request: HttpRequest) -> str | None:
+    """The client's IP address: behind the deployment's own proxy, the one it appended last to
+    ``X-Forwarded-For`` (earlier entries are the client's to forge); otherwise the socket peer."""
+    candidate = request.META.get("REMOTE_ADDR", "")
+    if getattr(settings, "SECURE_PROXY_SSL_HEADER", None):
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        if forwarded:
+            candidate = forwarded.rsplit(",", 1)[-1].strip()
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return None
+
+
 class RequestIdMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -38,11 +55,13 @@ class RequestIdMiddleware:
         request.request_id = request_id  # type: ignore[attr-defined]
         request_token = request_id_var.set(request_id)
         user_token = user_id_var.set(None)
+        address_token = client_address_var.set(client_address(request))
         try:
             response = self.get_response(request)
         finally:
             request_id_var.reset(request_token)
             user_id_var.reset(user_token)
+            client_address_var.reset(address_token)
         response[REQUEST_ID_HEADER] = request_id
         return response
 

@@ -32,6 +32,35 @@ def shipped_data(request: pytest.FixtureRequest) -> None:
         ensure_shipped_roles()
 
 
+LEDGER_TABLES = ("audit_event", "audit_tree_node", "audit_checkpoint")
+
+
+@pytest.fixture(autouse=True)
+def empty_ledger_after_transactional_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Empty the append-only ledger tables before pytest-django's flush, as their owner may.
+
+    The triggers refuse to truncate a table that holds rows; disabling them takes ownership of
+    the table, which the application's role never has (deploy/postgres/grants.sql).
+    """
+    marker = request.node.get_closest_marker("django_db")
+    transactional = "transactional_db" in request.fixturenames or (
+        marker is not None and marker.kwargs.get("transaction", False)
+    )
+    if not transactional:
+        yield
+        return
+    request.getfixturevalue("transactional_db")
+    yield
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for table in LEDGER_TABLES:
+            if connection.vendor == "postgresql":
+                cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
+                cursor.execute(f"DELETE FROM {table}")  # noqa: S608 (a constant table name)
+                cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
+
+
 @pytest.fixture(autouse=True)
 def cold_key_cache() -> Iterator[None]:
     """Every test starts with no data key in memory (a flushed database has none either)."""

@@ -30,11 +30,13 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import connection, transaction
 from hypothesis import given
 from hypothesis import strategies as st
 from psycopg import sql
 
+from audit.events import EventType
+from audit.ledger import Actor, record
 from caspix.crypto import backup
 from caspix.crypto.backup import (
     BACKUP_SUFFIX,
@@ -238,15 +240,16 @@ def remove_the_backup_file(manifest_path: Path, manifest: Manifest) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_it_restores_a_verified_backup_into_an_empty_database(tmp_path: Path, make_database: Callable[[], str]) -> None:
-    """Back up, verify, restore into an empty database: the same rows, and the ciphertexts open.
-
-    The ledger verification of the restored copy is added when the ledger lands (issue [ledger]).
-    """
+    """Back up, verify, restore into an empty database: the same rows, the ciphertexts open and
+    the restored ledger verifies."""
     from tests.crypto_app.models import Person
 
     make_user(username="alice", roles=["analyst"])
     make_user(username="bob")
     person = Person.objects.create(name="Ada", national_id="AB123456C", born=datetime.date(1980, 2, 29))
+    with transaction.atomic():  # the ledger integrates and seals when this commits
+        for n in range(5):
+            record(EventType.KEY_ROTATED, actor=Actor.system("drill"), object_id=n)
     target = make_database()
     out = io.StringIO()
 
@@ -275,18 +278,17 @@ def test_it_restores_a_verified_backup_into_an_empty_database(tmp_path: Path, ma
         "from tests.crypto_app.models import Person; "
         f"p = Person.objects.get(pk='{person.pk}'); print(p.national_id, p.born.isoformat())"
     )
-    env = {**os.environ, "CASPIX_ENV": "test", "DATABASE_URL": url(target)}
-    env["CASPIX_KEYRING_FILE"] = str(settings.KEYRING_FILE)
-    opened = subprocess.run(
-        [sys.executable, "manage.py", "shell", "--verbosity=0", "-c", read],
-        cwd=Path(__file__).resolve().parents[2],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    assert opened.stdout.split() == ["AB123456C", "1980-02-29"]
+    def manage(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "CASPIX_ENV": "test", "DATABASE_URL": url(target)}
+        env["CASPIX_KEYRING_FILE"] = str(settings.KEYRING_FILE)
+        command = [sys.executable, "manage.py", *args]
+        return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=120)
+
+    opened = manage("shell", "--verbosity=0", "-c", read)
+    assert opened.stdout.split() == ["AB123456C", "1980-02-29"], opened.stderr
+    verified = manage("audit_verify", "--json")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert json.loads(verified.stdout)["size"] == json.loads(verified.stdout)["last_checkpoint"] == 5
 
 
 @pytest.mark.django_db(transaction=True)

@@ -9,12 +9,12 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from django.test import Client, override_settings
+from django.test import Client, RequestFactory, override_settings
 
 from accounts.models import User
 from caspix.logconfig import CaspixJsonFormatter
 from caspix.masking import MaskingFilter
-from caspix.requestcontext import ContextFilter, accept_request_id
+from caspix.requestcontext import ContextFilter, accept_request_id, client_address
 from tests.conftest import client_for
 
 GOOD = "0f8fad5b-d9cb-469f-a165-70867728950e"
@@ -82,3 +82,18 @@ def test_it_logs_outside_requests_with_placeholders(log_output: io.StringIO) -> 
     line = json.loads(log_output.getvalue())
     assert line["request_id"] == "-"
     assert line["user_id"] is None
+
+
+def test_it_takes_the_client_address_from_the_socket_without_a_proxy(rf: RequestFactory) -> None:
+    request = rf.get("/", REMOTE_ADDR="192.0.2.7", HTTP_X_FORWARDED_FOR="203.0.113.9")
+    assert client_address(request) == "192.0.2.7"
+
+
+@override_settings(SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https"))
+def test_it_takes_the_address_the_proxy_appended_last(rf: RequestFactory) -> None:
+    request = rf.get("/", REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="198.51.100.1, 203.0.113.9")
+    assert client_address(request) == "203.0.113.9"  # the first entry is the client's to forge
+
+
+def test_it_gives_no_address_for_garbage(rf: RequestFactory) -> None:
+    assert client_address(rf.get("/", REMOTE_ADDR="not an address")) is None

@@ -1,0 +1,297 @@
+"""Record, sequence and seal ledger events.
+
+``record()`` is the only way an event enters the ledger. It runs inside the acting transaction and
+inserts the event's canonical body into ``audit_pending``: the event commits, or rolls back, with
+the business change. Writers never wait for each other.
+
+``integrate()`` moves pending events into the ledger in batches, one integrator at a time (a
+PostgreSQL advisory lock; SQLite serialises writers itself): each gets the next sequence number,
+its leaf hash, its chain link and the Merkle nodes it completes. Only committed events are
+visible to it, so a sequence number is never given to an event that later rolls back: the
+sequence has no gap, and a committed event's position never changes. ``seal()`` then signs a
+checkpoint when one is due (every ``LEDGER["CHECKPOINT_EVENTS"]`` events or
+``LEDGER["CHECKPOINT_SECONDS"]`` seconds), after proving the tree it signs consistent with the
+previous checkpoint. Celery runs both on commit of every recording transaction and on a beat.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import json
+import operator
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from audit import merkle
+from audit.canonical import canonical, rfc3339
+from audit.events import EventType
+from audit.models import Checkpoint, Event, PendingEvent, TreeNode
+from caspix.crypto.keys import KeyName, key_service
+from caspix.requestcontext import client_address_var, request_id_var
+
+FORMAT = 1
+_LOCK_KEY = 0x6361737069786C67  # "caspixlg": the integrator's advisory lock
+ZERO_CHAIN = bytes(32)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acted, as the ledger keeps it: an id and a name and role copied at the time."""
+
+    id: int | None
+    name: str
+    role: str = ""
+
+    @classmethod
+    def system(cls, name: str) -> Actor:
+        """A named process of Caspix itself (a worker, a management command)."""
+        return cls(None, name, "system")
+
+
+def record(
+    event_type: EventType,
+    *,
+    actor: Actor,
+    object_type: str = "",
+    object_id: str | int = "",
+    reason: str = "",
+    before: Mapping[str, Any] | None = None,
+    after: Mapping[str, Any] | None = None,
+) -> PendingEvent:
+    """Record an event in the acting transaction (which must be open).
+
+    The source address and request id come from the request being served, if any. Sensitive
+    values in ``before``/``after`` are refused (:class:`~audit.canonical.CanonicalError`).
+    """
+    if not connection.in_atomic_block:
+        raise RuntimeError("record() runs inside the action's transaction (transaction.atomic)")
+    request_id = request_id_var.get()
+    document = {
+        "v": FORMAT,
+        "type": int(event_type),
+        "name": event_type.name,
+        "time": rfc3339(timezone.now()),
+        "actor": {"id": actor.id, "name": actor.name, "role": actor.role},
+        "source": {"address": client_address_var.get(), "request": None if request_id == "-" else request_id},
+        "object": {"type": object_type, "id": str(object_id)},
+        "reason": reason,
+        "before": dict(before) if before is not None else None,
+        "after": dict(after) if after is not None else None,
+    }
+    pending = PendingEvent.objects.create(body=canonical(document))
+    transaction.on_commit(_schedule_integration, robust=True)
+    return pending
+
+
+def _schedule_integration() -> None:
+    if settings.LEDGER["INTEGRATE"] == "inline":
+        integrate_all()
+        return
+    from audit.tasks import integrate_ledger
+
+    integrate_ledger.apply_async(expires=60)
+
+
+def integrate_all() -> int:
+    """Sequence every pending event, then sign a checkpoint if one is due; returns how many."""
+    total = 0
+    while moved := integrate():
+        total += moved
+    seal()
+    return total
+
+
+# --- integration -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Head:
+    size: int
+    chain: bytes
+
+
+def head() -> Head:
+    last = Event.objects.order_by("-seq").values_list("seq", "chain").first()
+    return Head(0, ZERO_CHAIN) if last is None else Head(last[0], bytes(last[1]))
+
+
+def integrate(batch_size: int = 1000) -> int:
+    """Sequence up to ``batch_size`` committed pending events; returns how many."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
+        pending = list(PendingEvent.objects.order_by("id")[:batch_size])
+        if not pending:
+            return 0
+        current = head()
+        known = _frontier(current.size)
+        events: list[Event] = []
+        nodes: list[TreeNode] = []
+        chain = current.chain
+        now = timezone.now()
+        for offset, item in enumerate(pending):
+            index = current.size + offset  # 0-based leaf index; the sequence number is index + 1
+            body = bytes(item.body)
+            leaf = merkle.leaf_hash(body)
+            chain = hashlib.sha256(chain + leaf).digest()
+            known[(0, index)] = leaf
+            for level, position in merkle.perfect_nodes_completed_by(index):
+                value = merkle.node_hash(known[(level - 1, 2 * position)], known[(level - 1, 2 * position + 1)])
+                known[(level, position)] = value
+                nodes.append(TreeNode(level=level, index=position, hash=value))
+            events.append(_event(index + 1, body, leaf, chain, now))
+        Event.objects.bulk_create(events)
+        TreeNode.objects.bulk_create(nodes)
+        PendingEvent.objects.filter(pk__in=[item.pk for item in pending]).delete()
+    return len(pending)
+
+
+def _event(seq: int, body: bytes, leaf: bytes, chain: bytes, now: Any) -> Event:
+    fields = parse(body)
+    return Event(
+        seq=seq,
+        body=body,
+        leaf=leaf,
+        chain=chain,
+        integrated_at=now,
+        event_type=fields.event_type,
+        occurred_at=fields.occurred_at,
+        actor_id=fields.actor_id,
+        object_type=fields.object_type,
+        object_id=fields.object_id,
+    )
+
+
+@dataclass(frozen=True)
+class Fields:
+    """The columns an event repeats from its body."""
+
+    event_type: int
+    occurred_at: Any
+    actor_id: int | None
+    object_type: str
+    object_id: str
+
+
+def parse(body: bytes) -> Fields:
+    document = json.loads(body)
+    return Fields(
+        event_type=document["type"],
+        occurred_at=datetime.strptime(document["time"], "%Y-%m-%dT%H:%M:%S.%f%z"),
+        actor_id=document["actor"]["id"],
+        object_type=document["object"]["type"],
+        object_id=document["object"]["id"],
+    )
+
+
+def _frontier(size: int) -> dict[tuple[int, int], bytes]:
+    """The stored roots of the perfect subtrees that make up a tree of ``size`` leaves."""
+    return stored_nodes(merkle.nodes_needed_for_subtree(0, size)) if size else {}
+
+
+def stored_nodes(needed: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    """Fetch the stored hashes ``needed`` (level 0 from the events) in two queries at most."""
+    found: dict[tuple[int, int], bytes] = {}
+    leaves = [index + 1 for level, index in needed if level == 0]
+    if leaves:
+        for seq, leaf in Event.objects.filter(seq__in=leaves).values_list("seq", "leaf"):
+            found[(0, seq - 1)] = bytes(leaf)
+    inner = [(level, index) for level, index in needed if level > 0]
+    if inner:
+        where = functools.reduce(operator.or_, (Q(level=level, index=index) for level, index in inner))
+        for level, index, value in TreeNode.objects.filter(where).values_list("level", "index", "hash"):
+            found[(level, index)] = bytes(value)
+    missing = needed - set(found)
+    if missing:
+        raise LookupError(f"the ledger is missing {len(missing)} tree nodes, e.g. {sorted(missing)[0]}")
+    return found
+
+
+def tree_root(size: int) -> bytes:
+    if size == 0:
+        return merkle.EMPTY_ROOT
+    nodes = stored_nodes(merkle.nodes_needed_for_subtree(0, size))
+    return merkle.subtree_root(lambda level, index: nodes[(level, index)], 0, size)
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+
+
+def origin() -> str:
+    configured: str = settings.LEDGER["ORIGIN"]
+    return configured or f"{socket.gethostname()}/caspix"
+
+
+def note_body(origin_line: str, size: int, root: bytes) -> str:
+    """The C2SP checkpoint body: origin, tree size and base64 root, one per line."""
+    return f"{origin_line}\n{size}\n{base64.b64encode(root).decode()}\n"
+
+
+def key_id(name: str, public_key: bytes) -> bytes:
+    """C2SP signed-note key id of an Ed25519 key: SHA-256(name ‖ "\\n" ‖ 0x01 ‖ key)[:4]."""
+    return hashlib.sha256(name.encode() + b"\n\x01" + public_key).digest()[:4]
+
+
+def seal(*, force: bool = False) -> Checkpoint | None:
+    """Sign a checkpoint of the current tree if one is due (or ``force``); returns it."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
+        size = head().size
+        last = Checkpoint.objects.order_by("-size").first()
+        if size == 0 or (last is not None and last.size == size):
+            return None
+        if not force and last is not None:
+            config = settings.LEDGER
+            young = timezone.now() - last.signed_at < timedelta(seconds=config["CHECKPOINT_SECONDS"])
+            if young and size - last.size < config["CHECKPOINT_EVENTS"]:
+                return None
+        root = tree_root(size)
+        if last is not None:
+            # Never sign a tree that does not extend the last signed one.
+            needed = merkle.nodes_needed_for_consistency(last.size, size)
+            nodes = stored_nodes(needed)
+            proof = merkle.consistency_proof(lambda level, index: nodes[(level, index)], last.size, size)
+            merkle.verify_consistency(last.size, size, bytes(last.root), root, proof)
+        name = origin()
+        body = note_body(name, size, root)
+        service = key_service()
+        signature = service.sign(KeyName.LEDGER, body.encode())
+        public = service.public_keys(KeyName.LEDGER)[signature.version]
+        stamp = base64.b64encode(key_id(name, public) + signature.signature).decode()
+        return Checkpoint.objects.create(
+            size=size, root=root, note=f"{body}\n\u2014 {name} {stamp}\n", key_version=signature.version
+        )
+
+
+def published_keys() -> dict[str, Any]:
+    """The ledger's public keys, every version, as verifiers and witnesses need them.
+
+    ``vkey`` is the C2SP signed-note verifier key: ``<origin>+<hex key id>+<base64(0x01 ‖ key)>``.
+    """
+    name = origin()
+    keys = []
+    for version, public in sorted(key_service().public_keys(KeyName.LEDGER).items()):
+        identifier = key_id(name, public)
+        verifier = base64.b64encode(b"\x01" + public).decode()
+        keys.append(
+            {
+                "version": version,
+                "public_key": base64.b64encode(public).decode(),
+                "key_id": identifier.hex(),
+                "vkey": f"{name}+{identifier.hex()}+{verifier}",
+            }
+        )
+    return {"origin": name, "algorithm": "Ed25519", "keys": keys}

@@ -1,0 +1,299 @@
+"""Re-derive the ledger from its stored bytes and report the first damage.
+
+What a full verification checks, streaming the events in sequence order:
+
+1. the sequence starts at 1 and has no gap;
+2. each body is canonical (re-serialising it gives the same bytes) and its repeated columns agree
+   with it;
+3. each leaf is SHA-256(0x00 ‖ body) and each chain link is SHA-256(previous link ‖ leaf), the
+   first link following 32 zero bytes;
+4. at every checkpoint's size, the RFC 9162 root of the events so far equals the checkpoint's
+   root, and the checkpoint's note names that size and root and carries a valid Ed25519 signature
+   of a ledger key version. Recomputing every root from the same events proves consecutive
+   checkpoints consistent;
+5. no checkpoint is larger than the ledger (a deleted tail);
+6. every stored Merkle node (used for proofs) equals the recomputed one, level by level.
+
+An incremental verification starts from the last checkpoint a previous run verified, taking the
+chain link and the perfect subtrees at that size from the database, and checks them against that
+checkpoint's root before going on.
+
+The first bad sequence number is the first event that is missing, altered or out of place. When
+only a signed checkpoint catches the damage (a rewrite with recomputed hashes, a forged
+checkpoint), it is the first event that checkpoint vouches for beyond the previous one.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from audit import merkle
+from audit.canonical import CanonicalError, canonical
+from audit.ledger import ZERO_CHAIN, key_id, note_body, parse, stored_nodes
+from audit.models import Checkpoint, Event, TreeNode
+
+BATCH = 5000
+
+
+@dataclass(frozen=True)
+class Damage:
+    seq: int
+    kind: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"event {self.seq}: {self.kind}: {self.detail}"
+
+
+@dataclass
+class Report:
+    size: int = 0
+    start: int = 0
+    checkpoints: int = 0
+    last_checkpoint: int | None = None
+    damage: list[Damage] = field(default_factory=list)
+
+    @property
+    def intact(self) -> bool:
+        return not self.damage
+
+    @property
+    def first_bad_seq(self) -> int | None:
+        return min((d.seq for d in self.damage), default=None)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "intact": self.intact,
+            "events_verified": self.size - self.start,
+            "size": self.size,
+            "checkpoints_verified": self.checkpoints,
+            "last_checkpoint": self.last_checkpoint,
+            "first_bad_seq": self.first_bad_seq,
+            "damage": [{"seq": d.seq, "kind": d.kind, "detail": d.detail} for d in self.damage],
+        }
+
+
+class CompactRange:
+    """The perfect-subtree roots of a growing tree: appending is O(1) amortised."""
+
+    def __init__(self, size: int = 0, roots: list[bytes] | None = None) -> None:
+        self.size = size
+        self.roots = roots or []  # largest subtree first, as in the size's binary digits
+        self.completed: list[tuple[int, int, bytes]] = []  # (level, index, hash), level ≥ 1
+
+    def append(self, leaf: bytes) -> None:
+        index = self.size
+        value = leaf
+        level = 0
+        while index >> level & 1:
+            value = merkle.node_hash(self.roots.pop(), value)
+            level += 1
+            self.completed.append((level, index >> level, value))
+        self.roots.append(value)
+        self.size += 1
+
+    def root(self) -> bytes:
+        if not self.roots:
+            return merkle.EMPTY_ROOT
+        value = self.roots[-1]
+        for left in reversed(self.roots[:-1]):
+            value = merkle.node_hash(left, value)
+        return value
+
+
+def verify(*, since: Checkpoint | None = None, public_keys: dict[int, bytes] | None = None) -> Report:
+    """Verify the whole ledger, or what follows the checkpoint ``since`` (incremental)."""
+    if public_keys is None:
+        from caspix.crypto.keys import KeyName, key_service
+
+        public_keys = key_service().public_keys(KeyName.LEDGER)
+    report = Report()
+    checkpoints = list(Checkpoint.objects.order_by("size"))
+    if since is not None:
+        checkpoints = [c for c in checkpoints if c.size >= since.size]
+    tree, chain = _start(since, report)
+    if report.damage:
+        return report
+    pending = iter(checkpoints)
+    checkpoint = next(pending, None)
+    if since is not None and checkpoint is not None and checkpoint.size == since.size:
+        if not _check_checkpoint(checkpoint, tree, public_keys, report, since.size):
+            return report
+        report.checkpoints += 1
+        report.last_checkpoint = since.size
+        checkpoint = next(pending, None)
+    previous = since.size if since is not None else 0
+    level_digests: dict[int, hashlib._Hash] = {}
+    earlier_chain: bytes | None = None  # the link before ``chain``, to recognise an inserted row
+    for event in _events(report.start):
+        expected = tree.size + 1
+        if event.seq != expected:
+            kind = "missing" if event.seq > expected else "out of order"
+            report.damage.append(Damage(expected, kind, f"expected event {expected}, found {event.seq}"))
+            break
+        damage = _check_event(event, chain)
+        if damage is not None:
+            if damage.kind == "chain" and earlier_chain is not None and _links(earlier_chain, event):
+                # This event follows the one before the previous: the previous one was slipped in.
+                damage = Damage(event.seq - 1, "inserted", "the event does not belong to the chain it sits in")
+            report.damage.append(damage)
+            break
+        earlier_chain, chain = chain, bytes(event.chain)
+        tree.append(bytes(event.leaf))
+        for level, _, value in tree.completed:
+            level_digests.setdefault(level, hashlib.sha256()).update(value)
+        tree.completed.clear()
+        report.size = tree.size
+        while checkpoint is not None and checkpoint.size == tree.size:
+            if not _check_checkpoint(checkpoint, tree, public_keys, report, previous):
+                return report
+            report.checkpoints += 1
+            report.last_checkpoint = checkpoint.size
+            previous = checkpoint.size
+            checkpoint = next(pending, None)
+    if report.damage:
+        return report
+    if checkpoint is not None:
+        report.damage.append(
+            Damage(tree.size + 1, "missing", f"checkpoint {checkpoint.size} covers events the ledger no longer has")
+        )
+        return report
+    if since is None:
+        _check_nodes(tree.size, level_digests, report)
+    return report
+
+
+def _start(since: Checkpoint | None, report: Report) -> tuple[CompactRange, bytes]:
+    if since is None:
+        return CompactRange(), ZERO_CHAIN
+    size = since.size
+    needed = merkle.nodes_needed_for_subtree(0, size)
+    nodes = stored_nodes(needed)
+    roots = [nodes[key] for key in sorted(needed, key=lambda key: key[1] << key[0])]
+    tree = CompactRange(size, roots)
+    report.start = report.size = size
+    if tree.root() != bytes(since.root):
+        report.damage.append(Damage(1, "tree", f"the stored tree at size {size} no longer has the checkpoint's root"))
+    chain = Event.objects.filter(seq=size).values_list("chain", flat=True).first()
+    if chain is None:
+        report.damage.append(Damage(size, "missing", f"event {size} of the last verified checkpoint is gone"))
+        return tree, ZERO_CHAIN
+    return tree, bytes(chain)
+
+
+def _events(after: int) -> Iterator[Event]:
+    """Events in sequence order from ``after + 1``, streamed in batches by keyset."""
+    last = after
+    while True:
+        batch = list(Event.objects.filter(seq__gt=last).order_by("seq")[:BATCH])
+        if not batch:
+            return
+        yield from batch
+        last = batch[-1].seq
+
+
+def _links(previous_chain: bytes, event: Event) -> bool:
+    return hashlib.sha256(previous_chain + bytes(event.leaf)).digest() == bytes(event.chain)
+
+
+def _check_event(event: Event, previous_chain: bytes) -> Damage | None:
+    body = bytes(event.body)
+    if merkle.leaf_hash(body) != bytes(event.leaf):
+        return Damage(event.seq, "altered", "the body does not hash to the stored leaf")
+    if not _links(previous_chain, event):
+        return Damage(event.seq, "chain", "the chain link does not follow from the previous event")
+    try:
+        if canonical(json.loads(body)) != body:
+            return Damage(event.seq, "altered", "the body is not in canonical form")
+        fields = parse(body)
+    except (ValueError, KeyError, TypeError, CanonicalError):
+        return Damage(event.seq, "altered", "the body is not a ledger event")
+    stored = (event.event_type, event.occurred_at, event.actor_id, event.object_type, event.object_id)
+    if stored != (fields.event_type, fields.occurred_at, fields.actor_id, fields.object_type, fields.object_id):
+        return Damage(event.seq, "altered", "the repeated columns disagree with the body")
+    return None
+
+
+def _check_checkpoint(
+    checkpoint: Checkpoint, tree: CompactRange, public_keys: dict[int, bytes], report: Report, previous: int
+) -> bool:
+    first = previous + 1
+    problem = note_problem(checkpoint, public_keys)
+    if problem is None and tree.root() != bytes(checkpoint.root):
+        problem = "the events do not have the signed root"
+    if problem is not None:
+        report.damage.append(Damage(first, "checkpoint", f"checkpoint {checkpoint.size}: {problem}"))
+        return False
+    return True
+
+
+def note_problem(checkpoint: Checkpoint, public_keys: dict[int, bytes]) -> str | None:
+    """What is wrong with a checkpoint's signed note, or None when it verifies."""
+    body, separator, signature_line = checkpoint.note.partition("\n\n")
+    if not separator:
+        return "the note has no signature"
+    body += "\n"
+    lines = body.split("\n")
+    if len(lines) != 4 or note_body(lines[0], checkpoint.size, bytes(checkpoint.root)) != body:
+        return "the note does not name the checkpoint's size and root"
+    name = lines[0]
+    parts = signature_line.rstrip("\n").split(" ")
+    if len(parts) != 3 or parts[0] != "\u2014" or parts[1] != name:
+        return "the signature line is malformed"
+    try:
+        blob = base64.b64decode(parts[2], validate=True)
+    except ValueError:
+        return "the signature is not base64"
+    for raw in public_keys.values():
+        if key_id(name, raw) == blob[:4]:
+            try:
+                Ed25519PublicKey.from_public_bytes(raw).verify(blob[4:], body.encode())
+            except (InvalidSignature, ValueError):
+                return "the signature does not verify"
+            return None
+    return "no ledger key has the signature's key id"
+
+
+def _check_nodes(size: int, computed: dict[int, hashlib._Hash], report: Report) -> None:
+    stored: dict[int, hashlib._Hash] = {}
+    counts: dict[int, int] = {}
+    last: tuple[int, int] | None = None
+    query = TreeNode.objects.order_by("level", "index").values_list("level", "index", "hash")
+    for level, index, value in query.iterator(chunk_size=BATCH):
+        stored.setdefault(level, hashlib.sha256()).update(bytes(value))
+        counts[level] = counts.get(level, 0) + 1
+        if last is not None and last[0] == level and index != last[1] + 1:
+            break
+        last = (level, index)
+    for level in sorted(set(computed) | set(stored)):
+        expected_count = size >> level
+        if counts.get(level, 0) != expected_count or (
+            level in computed and stored.get(level, hashlib.sha256()).digest() != computed[level].digest()
+        ):
+            report.damage.append(_first_bad_node(level, size))
+            return
+
+
+def _first_bad_node(level: int, size: int) -> Damage:
+    """The first stored node of ``level`` that differs (a slow pass, only when damage was seen)."""
+    tree = CompactRange()
+    wanted: dict[int, bytes] = {}
+    for event in _events(0):
+        tree.append(bytes(event.leaf))
+        for node_level, index, value in tree.completed:
+            if node_level == level:
+                wanted[index] = value
+        tree.completed.clear()
+    stored = dict(TreeNode.objects.filter(level=level).values_list("index", "hash"))
+    for index in range(size >> level):
+        if index not in stored or bytes(stored[index]) != wanted.get(index):
+            first = index * (1 << level) + 1
+            return Damage(first, "tree", f"the stored Merkle node ({level}, {index}) differs from the events")
+    return Damage(size + 1, "tree", f"level {level} holds nodes beyond the ledger")
