@@ -36,6 +36,7 @@ from audit import merkle
 from audit.canonical import canonical, rfc3339
 from audit.events import EventType
 from audit.models import Checkpoint, Event, PendingEvent, TreeNode
+from caspix.crypto.events import KeyEvent
 from caspix.crypto.keys import KeyName, key_service
 from caspix.requestcontext import client_address_var, request_id_var
 
@@ -295,3 +296,15 @@ def published_keys() -> dict[str, Any]:
             }
         )
     return {"origin": name, "algorithm": "Ed25519", "keys": keys}
+
+
+def record_key_event(event: KeyEvent) -> None:
+    """Record a key, rotation or backup event from :mod:`caspix.crypto.events`."""
+    with transaction.atomic():
+        record(
+            EventType[event.kind],
+            actor=Actor(None, f"{event.operator} (manage.py)", "operator"),
+            object_type="key" if event.kind.startswith(("KEY", "DATA", "BLIND", "INDEX")) else "backup",
+            object_id=event.subject,
+            after=event.details,
+        )

@@ -24,6 +24,7 @@ from django.db import models, transaction
 from django.db.models import Min, Q
 from django.utils import timezone
 
+from caspix.crypto import events
 from caspix.crypto.envelope import ACTIVE_KEY_TTL, cache, create_data_key, rewrap_record
 from caspix.crypto.fields import BlindIndexField
 from caspix.crypto.keys import KeyInfo, KeyName, key_service
@@ -42,8 +43,11 @@ def _purposes(kek: KeyName) -> list[str]:
 
 def rotate(name: KeyName) -> KeyInfo:
     info = key_service().rotate(name)
-    if name is KeyName.DATA:
-        create_data_key(Purpose.DATA)
+    with transaction.atomic():
+        details: dict[str, object] = {"version": info.latest_version}
+        if name is KeyName.DATA:
+            details["data_key"] = create_data_key(Purpose.DATA).pk
+        events.emit("KEY_ROTATED", str(name), **details)
     cache.forget_active()
     return info
 
@@ -56,16 +60,23 @@ def rewrap(kek: KeyName, *, batch_size: int = 500, progress: Progress | None = N
     """Re-wrap every live data key of ``kek`` under its latest version; returns how many moved."""
     latest = key_service().info(kek).latest_version
     done = 0
-    while True:
-        with transaction.atomic():
-            batch = list(pending_rewrap(kek, latest).select_for_update(skip_locked=True).order_by("id")[:batch_size])
-            if not batch:
-                return done
-            for record in batch:
-                rewrap_record(record, latest)
-        done += len(batch)
-        if progress:
-            progress(len(batch))
+    try:
+        while True:
+            with transaction.atomic():
+                batch = list(
+                    pending_rewrap(kek, latest).select_for_update(skip_locked=True).order_by("id")[:batch_size]
+                )
+                if not batch:
+                    return done
+                for record in batch:
+                    rewrap_record(record, latest)
+            done += len(batch)
+            if progress:
+                progress(len(batch))
+    finally:
+        if done:  # what was re-wrapped is recorded, even when an interruption stops the rest
+            with transaction.atomic():
+                events.emit("DATA_KEYS_REWRAPPED", str(kek), count=done, version=latest)
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,8 @@ def retire(kek: KeyName) -> Retirement:
     target = info.latest_version if oldest is None else oldest
     if target > info.min_decryption_version:
         service.set_min_decryption_version(kek, target)
+        with transaction.atomic():
+            events.emit("KEY_VERSIONS_RETIRED", str(kek), below=target, previous=info.min_decryption_version)
     return Retirement(kek, info.min_decryption_version, max(target, info.min_decryption_version), info.latest_version)
 
 
@@ -110,7 +123,9 @@ def pending_reindex(active: int) -> int:
 
 def new_index_key() -> int:
     """A new blind-index key: new writes use it at once, searches cover it and the older ones."""
-    record = create_data_key(Purpose.INDEX)
+    with transaction.atomic():
+        record = create_data_key(Purpose.INDEX)
+        events.emit("BLIND_INDEX_KEY_CREATED", f"data key {record.pk}")
     cache.forget_active()
     return record.pk
 
@@ -150,6 +165,9 @@ def reindex(*, batch_size: int = 500, progress: Progress | None = None) -> int:
             done += len(batch)
             if progress:
                 progress(len(batch))
+    if done:
+        with transaction.atomic():
+            events.emit("BLIND_INDEXES_REBUILT", f"data key {active}", rows=done)
     return done
 
 
@@ -166,6 +184,9 @@ def retire_index_keys() -> int:
     remaining = pending_reindex(active)
     if remaining:
         raise RuntimeError(f"{remaining} rows still have blind indexes under an older key: run reindex first")
-    retired = older.update(retired_at=timezone.now())
+    with transaction.atomic():
+        ids = list(older.values_list("id", flat=True))
+        retired = older.update(retired_at=timezone.now())
+        events.emit("INDEX_KEYS_RETIRED", f"data key {active}", retired=ids)
     cache.forget_active()
     return retired

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 
+from caspix.crypto import events
 from caspix.crypto.backup import BackupError, write_backup
 
 
@@ -36,6 +38,15 @@ class Command(BaseCommand):
             manifest = write_backup(out_dir, name)
         except BackupError as exc:
             raise CommandError(str(exc)) from exc
+        with transaction.atomic():
+            events.emit(
+                "BACKUP_WRITTEN",
+                manifest.backup_id,
+                file=manifest.file,
+                sha256_encrypted=manifest.sha256_encrypted,
+                encrypted_bytes=manifest.encrypted_bytes,
+                rows=manifest.total_rows,
+            )
         seconds = max(time.monotonic() - started, 1e-6)
         self.stdout.write(
             f"Backed up {manifest.database}: {len(manifest.row_counts)} tables, {manifest.total_rows} rows "

@@ -7,12 +7,15 @@ there. The target is the settings' database unless ``--database-url`` names anot
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import dj_database_url
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError, transaction
 
-from caspix.crypto.backup import BackupError, restore_backup, verify_backup
+from caspix.crypto import events
+from caspix.crypto.backup import BackupError, VerificationError, restore_backup, verify_backup
 
 
 class Command(BaseCommand):
@@ -34,8 +37,12 @@ class Command(BaseCommand):
                 return
             database = dj_database_url.parse(options["database_url"]) if options["database_url"] else None
             report = restore_backup(options["manifest"], database)
+        except VerificationError as exc:
+            self._record("BACKUP_REFUSED", Path(options["manifest"]).name, reason=str(exc)[:500])
+            raise CommandError(str(exc)) from exc
         except BackupError as exc:
             raise CommandError(str(exc)) from exc
+        self._record("BACKUP_RESTORED", report.manifest.backup_id, database=report.database)
         manifest = report.manifest
         megabytes = manifest.plaintext_bytes / 1e6
         self.stdout.write(
@@ -48,3 +55,12 @@ class Command(BaseCommand):
             f"counts match the manifest ({megabytes:.1f} MB in {report.restore_seconds:.1f} s, "
             f"{megabytes / max(report.restore_seconds, 1e-6):.1f} MB/s)"
         )
+
+    def _record(self, kind: str, subject: str, **details: Any) -> None:
+        """Record the outcome in the ledger of the settings' database (after a restore into it,
+        the restored ledger), or say plainly that it could not be."""
+        try:
+            with transaction.atomic():
+                events.emit(kind, subject, **details)
+        except DatabaseError as exc:
+            self.stderr.write(f"warning: the ledger could not record {kind}: {type(exc).__name__}")
