@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class AccountsConfig(AppConfig):
     name = "accounts"
     verbose_name = "Accounts and access"
+
+    def ready(self) -> None:
+        from accounts.alerts import security_alert_recipients
+        from audit import integrity
+
+        integrity.add_recipients(security_alert_recipients)

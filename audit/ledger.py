@@ -90,7 +90,11 @@ def record(
         "after": dict(after) if after is not None else None,
     }
     pending = PendingEvent.objects.create(body=canonical(document))
-    transaction.on_commit(_schedule_integration, robust=True)
+    # One request for integration per transaction: skip when one is registered that survives
+    # whatever may roll back from here (its savepoints are all still open around this point).
+    open_savepoints = set(connection.savepoint_ids)
+    if not any(item[1] is _schedule_integration and item[0] <= open_savepoints for item in connection.run_on_commit):
+        transaction.on_commit(_schedule_integration, robust=True)
     return pending
 
 

@@ -118,6 +118,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "accounts.context_processors.navigation",
+                "audit.context_processors.ledger_alert",
             ],
         },
     },
@@ -284,6 +285,12 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     # A backstop: every recording transaction already asks for integration on commit.
     "integrate-ledger": {"task": "audit.tasks.integrate_ledger", "schedule": 5.0},
+    "verify-ledger": {"task": "audit.tasks.verify_ledger", "schedule": crontab(minute="*/5")},
+    "verify-ledger-fully": {
+        "task": "audit.tasks.verify_ledger",
+        "schedule": crontab(hour=2, minute=41),
+        "kwargs": {"scope": "full"},
+    },
     "clear-expired-sessions": {
         "task": "accounts.tasks.clear_expired_sessions",
         "schedule": crontab(hour=3, minute=17),
@@ -341,3 +348,16 @@ LEDGER: dict[str, Any] = {
     # committing process itself (the tests: deterministic, no broker in between).
     "INTEGRATE": env.str("CASPIX_LEDGER_INTEGRATE", "inline" if TESTING else "task", choices=("task", "inline")),
 }
+
+# --- E-mail (security alerts) -------------------------------------------------------------------
+
+if DEMO:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+EMAIL_HOST = env.str("CASPIX_EMAIL_HOST", "localhost")
+EMAIL_PORT = env.int("CASPIX_EMAIL_PORT", 587, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env.str("CASPIX_EMAIL_USER", "")
+EMAIL_HOST_PASSWORD = env.optional_secret("CASPIX_EMAIL_PASSWORD") or ""
+EMAIL_USE_TLS = env.bool("CASPIX_EMAIL_STARTTLS", True)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env.str("CASPIX_EMAIL_FROM", "caspix@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL

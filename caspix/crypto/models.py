@@ -82,6 +82,7 @@ class IntegrityIncident(models.Model):
         FIELD = "field", "encrypted field failed authentication"
         KEY = "key", "data key missing or failed to unwrap"
         BACKUP = "backup", "backup failed verification"
+        LEDGER = "ledger", "audit ledger failed verification"
 
     kind = models.CharField(max_length=8, choices=Kind.choices)
     table = models.CharField(max_length=128, blank=True)
