@@ -3,8 +3,8 @@
 What a full verification checks, streaming the events in sequence order:
 
 1. the sequence starts at 1 and has no gap;
-2. each body is canonical (re-serialising it gives the same bytes) and its repeated columns agree
-   with it;
+2. each body is a ledger event whose repeated columns agree with it (on PostgreSQL the database
+   parses the bodies, on a connection of its own, while the hashes are checked here);
 3. each leaf is SHA-256(0x00 ‖ body) and each chain link is SHA-256(previous link ‖ leaf), the
    first link following 32 zero bytes;
 4. at every checkpoint's size, the RFC 9162 root of the events so far equals the checkpoint's
@@ -26,16 +26,18 @@ checkpoint), it is the first event that checkpoint vouches for beyond the previo
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
-import json
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
 
 from audit import merkle
-from audit.canonical import CanonicalError, canonical
 from audit.ledger import ZERO_CHAIN, key_id, note_body, parse, stored_nodes
 from audit.models import Checkpoint, Event, TreeNode
 
@@ -130,44 +132,173 @@ def verify(*, since: Checkpoint | None = None, public_keys: dict[int, bytes] | N
         report.last_checkpoint = since.size
         checkpoint = next(pending, None)
     previous = since.size if since is not None else 0
-    level_digests: dict[int, hashlib._Hash] = {}
-    earlier_chain: bytes | None = None  # the link before ``chain``, to recognise an inserted row
-    for event in _events(report.start):
-        expected = tree.size + 1
-        if event.seq != expected:
-            kind = "missing" if event.seq > expected else "out of order"
-            report.damage.append(Damage(expected, kind, f"expected event {expected}, found {event.seq}"))
+    columns = ColumnCheck(report.start)
+    with columns:
+        _stream(report, tree, chain, checkpoint, pending, public_keys, previous)
+    if columns.damage is not None:
+        report.damage.append(columns.damage)
+        report.damage.sort(key=lambda damage: damage.seq)
+    return report
+
+
+def _stream(
+    report: Report,
+    tree: CompactRange,
+    chain: bytes,
+    checkpoint: Checkpoint | None,
+    pending: Iterator[Checkpoint],
+    public_keys: dict[int, bytes],
+    previous: int,
+) -> None:
+    """The hot loop: every event's leaf, link and Merkle nodes, and the checkpoints on the way."""
+    sha256 = hashlib.sha256
+    roots = tree.roots
+    size = tree.size
+    digests: list[hashlib._Hash] = [sha256()]  # per level ≥ 1, the nodes in index order
+    target = checkpoint.size if checkpoint is not None else -1
+    earlier: bytes | None = None  # the link before ``chain``, to recognise an inserted row
+    for seq, body, leaf, link in _rows(report.start):
+        expected = size + 1
+        if seq != expected:
+            kind = "missing" if seq > expected else "out of order"
+            report.damage.append(Damage(expected, kind, f"expected event {expected}, found {seq}"))
             break
-        damage = _check_event(event, chain)
-        if damage is not None:
-            if damage.kind == "chain" and earlier_chain is not None and _links(earlier_chain, event):
+        if sha256(b"\x00" + body).digest() != leaf:
+            report.damage.append(Damage(seq, "altered", "the body does not hash to the stored leaf"))
+            break
+        if sha256(chain + leaf).digest() != link:
+            if earlier is not None and sha256(earlier + leaf).digest() == link:
                 # This event follows the one before the previous: the previous one was slipped in.
-                damage = Damage(event.seq - 1, "inserted", "the event does not belong to the chain it sits in")
-            report.damage.append(damage)
+                report.damage.append(Damage(seq - 1, "inserted", "the event does not belong to the chain it sits in"))
+            else:
+                report.damage.append(Damage(seq, "chain", "the chain link does not follow from the previous event"))
             break
-        earlier_chain, chain = chain, bytes(event.chain)
-        tree.append(bytes(event.leaf))
-        for level, _, value in tree.completed:
-            level_digests.setdefault(level, hashlib.sha256()).update(value)
-        tree.completed.clear()
-        report.size = tree.size
-        while checkpoint is not None and checkpoint.size == tree.size:
-            if not _check_checkpoint(checkpoint, tree, public_keys, report, previous):
-                return report
-            report.checkpoints += 1
-            report.last_checkpoint = checkpoint.size
-            previous = checkpoint.size
-            checkpoint = next(pending, None)
+        earlier, chain = chain, link
+        value, index, level = leaf, size, 0
+        while index & 1:
+            value = sha256(b"\x01" + roots.pop() + value).digest()
+            level += 1
+            index >>= 1
+            if level == len(digests):
+                digests.append(sha256())
+            digests[level].update(value)
+        roots.append(value)
+        size += 1
+        if size == target:
+            tree.size = size
+            report.size = size
+            while checkpoint is not None and checkpoint.size == size:
+                if not _check_checkpoint(checkpoint, tree, public_keys, report, previous):
+                    return
+                report.checkpoints += 1
+                report.last_checkpoint = previous = checkpoint.size
+                checkpoint = next(pending, None)
+            target = checkpoint.size if checkpoint is not None else -1
+    tree.size = report.size = size
     if report.damage:
-        return report
+        return
     if checkpoint is not None:
         report.damage.append(
-            Damage(tree.size + 1, "missing", f"checkpoint {checkpoint.size} covers events the ledger no longer has")
+            Damage(size + 1, "missing", f"checkpoint {checkpoint.size} covers events the ledger no longer has")
         )
-        return report
-    if since is None:
-        _check_nodes(tree.size, level_digests, report)
-    return report
+        return
+    if report.start == 0:
+        _check_nodes(size, {level: digest for level, digest in enumerate(digests) if level}, report)
+
+
+def _rows(after: int) -> Iterator[tuple[int, bytes, bytes, bytes]]:
+    """(seq, body, leaf, chain) in sequence order from ``after + 1``, streamed.
+
+    On PostgreSQL a server-side binary cursor streams in large batches; elsewhere, keyset batches.
+    """
+    query = "SELECT seq, body, leaf, chain FROM audit_event WHERE seq > %s ORDER BY seq"
+    if connection.vendor == "postgresql":
+        with transaction.atomic():
+            raw: Any = connection.connection
+            with raw.cursor(name="audit_verify", binary=True) as cursor:
+                cursor.itersize = BATCH
+                cursor.execute(query, [after])
+                yield from cursor
+        return
+    last = after
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(query + f" LIMIT {BATCH}", [last])
+            batch = cursor.fetchall()
+        if not batch:
+            return
+        for seq, body, leaf, chain in batch:
+            yield seq, bytes(body), bytes(leaf), bytes(chain)
+        last = batch[-1][0]
+
+
+class ColumnCheck:
+    """That each event's repeated columns agree with its body, and the body is a ledger event.
+
+    On PostgreSQL the database parses the bodies in one query: on a connection of its own, while
+    the hashes are checked here, when everything is committed; on the caller's connection after
+    the hashes when the caller is inside a transaction (it may hold uncommitted events). Elsewhere
+    the events are read again and parsed in Python.
+    """
+
+    SQL = """
+        SELECT e.seq FROM audit_event e, LATERAL (SELECT convert_from(e.body, 'UTF8')::jsonb AS b) j
+        WHERE e.seq > %s AND (
+            e.event_type IS DISTINCT FROM (j.b->>'type')::integer
+            OR e.actor_id IS DISTINCT FROM (j.b->'actor'->>'id')::bigint
+            OR e.object_type IS DISTINCT FROM j.b->'object'->>'type'
+            OR e.object_id IS DISTINCT FROM j.b->'object'->>'id'
+            OR e.occurred_at IS DISTINCT FROM (j.b->>'time')::timestamptz
+            OR j.b->>'v' IS DISTINCT FROM '1'
+        )
+        ORDER BY e.seq LIMIT 1
+    """
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+        self.damage: Damage | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> ColumnCheck:
+        if connection.vendor == "postgresql" and not connection.in_atomic_block:
+            self._thread = threading.Thread(target=self._in_own_connection, name="audit-verify-columns")
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._thread is not None:
+            self._thread.join()
+        elif connection.vendor == "postgresql":
+            self._in_database(connection)
+        else:
+            self._in_python()
+
+    def _in_own_connection(self) -> None:
+        database = connections.create_connection(DEFAULT_DB_ALIAS)
+        try:
+            self._in_database(database)
+        finally:
+            database.close()
+
+    def _in_database(self, database: Any) -> None:
+        try:
+            # On the caller's connection, a savepoint: a failed cast must not abort its transaction.
+            savepoint = transaction.atomic() if database is connection else _nothing()
+            with savepoint, database.cursor() as cursor:
+                cursor.execute(self.SQL, [self.after])
+                row = cursor.fetchone()
+        except DatabaseError:  # a body that is not JSON: find it the slow way
+            self._in_python()
+            return
+        if row is not None:
+            self.damage = Damage(row[0], "altered", "the repeated columns disagree with the body")
+
+    def _in_python(self) -> None:
+        for event in _events(self.after):
+            damage = _check_columns(event)
+            if damage is not None:
+                self.damage = damage
+                return
 
 
 def _start(since: Checkpoint | None, report: Report) -> tuple[CompactRange, bytes]:
@@ -199,21 +330,15 @@ def _events(after: int) -> Iterator[Event]:
         last = batch[-1].seq
 
 
-def _links(previous_chain: bytes, event: Event) -> bool:
-    return hashlib.sha256(previous_chain + bytes(event.leaf)).digest() == bytes(event.chain)
+@contextlib.contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
 
-def _check_event(event: Event, previous_chain: bytes) -> Damage | None:
-    body = bytes(event.body)
-    if merkle.leaf_hash(body) != bytes(event.leaf):
-        return Damage(event.seq, "altered", "the body does not hash to the stored leaf")
-    if not _links(previous_chain, event):
-        return Damage(event.seq, "chain", "the chain link does not follow from the previous event")
+def _check_columns(event: Event) -> Damage | None:
     try:
-        if canonical(json.loads(body)) != body:
-            return Damage(event.seq, "altered", "the body is not in canonical form")
-        fields = parse(body)
-    except (ValueError, KeyError, TypeError, CanonicalError):
+        fields = parse(bytes(event.body))
+    except (ValueError, KeyError, TypeError):
         return Damage(event.seq, "altered", "the body is not a ledger event")
     stored = (event.event_type, event.occurred_at, event.actor_id, event.object_type, event.object_id)
     if stored != (fields.event_type, fields.occurred_at, fields.actor_id, fields.object_type, fields.object_id):

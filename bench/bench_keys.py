@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 import timeit
@@ -24,10 +22,9 @@ import uuid
 from dataclasses import asdict
 from pathlib import Path
 
-import psycopg
-
+from bench.database import environment, manage, measure_in_child, scratch_database
 from bench.figures import Figure
-from bench.server import ROOT, serve, wrk
+from bench.server import serve, wrk
 from tests.openbao import dev_server
 
 VALUE = b"GB82WEST12345698765432"  # an IBAN-sized value
@@ -37,9 +34,6 @@ REQUESTS = 200
 
 def seal_open_main() -> None:
     """Run in a child process on the scratch database: prints the figure as JSON."""
-    import django
-
-    django.setup()
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     from caspix.crypto import envelope
@@ -61,24 +55,6 @@ def seal_open_main() -> None:
     ceiling = ROUNDS / min(timeit.repeat(baseline, number=ROUNDS, repeat=5))
     value = ROUNDS / min(timeit.repeat(field, number=ROUNDS, repeat=5))
     print(json.dumps(asdict(Figure.throughput("field_seal_open", value, "seal+open/s", ceiling))))
-
-
-def seal_open(env: dict[str, str]) -> Figure:
-    command = [sys.executable, "-c", "from bench.bench_keys import seal_open_main; seal_open_main()"]
-    output = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=600)
-    return Figure(**json.loads(output.stdout.strip().splitlines()[-1]))
-
-
-def _scratch_database() -> str:
-    name = f"caspix_bench_keys_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    return name
-
-
-def _drop_database(name: str) -> None:
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _transit_requests(audit_log: Path) -> int:
@@ -106,33 +82,22 @@ def _per_request(url: str, audit_log: Path) -> float:
 
 
 def run() -> list[Figure]:
-    database = _scratch_database()
-    try:
-        with tempfile.TemporaryDirectory() as workdir:
-            audit_log = Path(workdir) / "audit.log"
-            with dev_server(Path(workdir), audit_log=audit_log) as bao:
-                env = {
-                    **os.environ,
-                    "CASPIX_ENV": "test",
-                    "DJANGO_SETTINGS_MODULE": "bench.settings",
-                    "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{database}",
-                    "CASPIX_KEY_BACKEND": "transit",
-                    "CASPIX_VAULT_ADDR": bao.addr,
-                    "CASPIX_VAULT_TOKEN": bao.token,
-                }
-                for command in (["migrate", "--verbosity=0"], ["ensure_keys"]):
-                    manage = [sys.executable, "manage.py", *command]
-                    subprocess.run(manage, cwd=ROOT, env=env, check=True, timeout=300, stdout=subprocess.DEVNULL)
-                figures = [seal_open(env)]
-                with serve(env, "bench.settings", workers=2) as base:
-                    for _ in range(20):  # each worker makes or unwraps its keys once
-                        _get(base + "/__bench__/sealed")
-                    warm = _per_request(base + "/__bench__/sealed", audit_log)
-                    cold = _per_request(base + "/__bench__/sealed?cold=1", audit_log)
-                    sealed = wrk(base + "/__bench__/sealed", seconds=10, connections=8)
-                    bare = wrk(base + "/__bench__/bare", seconds=10, connections=8)
-    finally:
-        _drop_database(database)
+    with scratch_database("caspix_bench_keys") as database, tempfile.TemporaryDirectory() as workdir:
+        audit_log = Path(workdir) / "audit.log"
+        with dev_server(Path(workdir), audit_log=audit_log) as bao:
+            env = environment(
+                database, CASPIX_KEY_BACKEND="transit", CASPIX_VAULT_ADDR=bao.addr, CASPIX_VAULT_TOKEN=bao.token
+            )
+            manage(env, "migrate", "--verbosity=0")
+            manage(env, "ensure_keys")
+            figures = measure_in_child(env, "bench.bench_keys.seal_open_main")
+            with serve(env, "bench.settings", workers=2) as base:
+                for _ in range(20):  # each worker makes or unwraps its keys once
+                    _get(base + "/__bench__/sealed")
+                warm = _per_request(base + "/__bench__/sealed", audit_log)
+                cold = _per_request(base + "/__bench__/sealed?cold=1", audit_log)
+                sealed = wrk(base + "/__bench__/sealed", seconds=10, connections=8)
+                bare = wrk(base + "/__bench__/bare", seconds=10, connections=8)
     trips = Figure(
         "key_service_round_trips_per_request", round(warm, 3), "round trips", round(cold, 3), round(warm / cold, 3)
     )

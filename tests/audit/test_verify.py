@@ -193,3 +193,18 @@ def test_it_verifies_incrementally_from_a_checkpoint(ledger_of_ten: None) -> Non
     assert (report.start, report.size) == (6, 10)
     as_owner("DELETE FROM audit_event WHERE seq = 9")
     assert verify(since=Checkpoint.objects.get(size=6)).first_bad_seq == 9
+
+
+def test_it_finds_a_column_that_disagrees_with_its_body(ledger_of_ten: None) -> None:
+    as_owner("UPDATE audit_event SET actor_id = 99 WHERE seq = 6")
+    assert first_damage() == (6, "altered")
+
+
+def test_it_finds_a_body_that_is_not_an_event_even_with_recomputed_hashes(ledger_of_ten: None) -> None:
+    body = b"not json"
+    leaf = merkle.leaf_hash(body)
+    chain = hashlib.sha256(bytes(row(3).chain) + leaf).digest()
+    as_owner("UPDATE audit_event SET body = %s, leaf = %s, chain = %s WHERE seq = 4", [body, leaf, chain])
+    report = verify()
+    assert report.first_bad_seq == 4
+    assert {damage.kind for damage in report.damage} == {"checkpoint", "altered"}

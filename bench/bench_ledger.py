@@ -1,0 +1,236 @@
+"""The audit ledger: append throughput, audited actions, full verification and inclusion proofs.
+
+All on a scratch PostgreSQL database, each against a ceiling measured in the same run:
+
+* ``ledger_append``: 16 writer threads, each committing one-event transactions through
+  ``record()``, while an integrator thread sequences them (as the worker does), until every event
+  is sequenced; against 16 threads doing the plain serialised append a ledger would otherwise
+  need (advisory lock + INSERT + COMMIT, raw psycopg). Target ≥ 1.0.
+* ``audited_action``: 16 threads updating a row per transaction, with ``record()`` in the same
+  transaction, against the same update unaudited. Target ≥ 0.8.
+* ``ledger_verify``: ``audit.verify.verify()`` of 1,000,000 events streamed from PostgreSQL
+  (leaf, link and Merkle hashes, checkpoints, columns in the database, stored nodes), against
+  the ledger's chain (leaf and link hashes) recomputed over the same bodies held in memory.
+  Target ≥ 0.35.
+* ``inclusion_proof_p99``: 2,000 inclusion proofs of random events at 1,000,000 events; the
+  ceiling is the p99 of reading one event by primary key. Target ≤ 5 ms.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from bench.database import environment, manage, measure_in_child, scratch_database
+from bench.figures import Figure
+
+WRITERS = 16
+APPENDS_PER_WRITER = 250
+LARGE = int(os.environ.get("BENCH_LEDGER_EVENTS", "1000000"))  # smaller for a quick look
+PROOFS = 2000
+
+
+def _emit(figure: Figure) -> None:
+    print(json.dumps(asdict(figure)), flush=True)
+
+
+def _in_threads(count: int, work: Callable[[int], None]) -> float:
+    """Run ``work(i)`` in ``count`` threads started together; returns the wall time."""
+    from django.db import connection
+
+    barrier = threading.Barrier(count + 1)
+
+    def run(index: int) -> None:
+        barrier.wait()
+        try:
+            work(index)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
+
+def appends_main() -> None:
+    """Child process: append throughput and audited actions."""
+    from django.conf import settings
+    from django.db import connection, transaction
+
+    from accounts.models import Role
+    from audit import ledger
+    from audit.events import EventType
+    from audit.ledger import Actor, record
+
+    ledger._schedule_integration = lambda: None  # the integrator thread does it, as the worker would
+    actor = Actor(1, "bench", "analyst")
+    total = WRITERS * APPENDS_PER_WRITER
+
+    # ceiling: the plain serialised append
+    database = settings.DATABASES["default"]
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE IF NOT EXISTS bench_serial (seq bigint PRIMARY KEY, body bytea NOT NULL)")
+    body = b'{"bench":"' + b"x" * 300 + b'"}'
+
+    def serial(index: int) -> None:
+        import psycopg
+
+        with psycopg.connect(dbname=database["NAME"], host=database["HOST"], user=database["USER"]) as raw:
+            for _ in range(APPENDS_PER_WRITER):
+                with raw.transaction():
+                    raw.execute("SELECT pg_advisory_xact_lock(42)")
+                    raw.execute(
+                        "INSERT INTO bench_serial SELECT coalesce(max(seq), 0) + 1, %s FROM bench_serial", [body]
+                    )
+
+    ceiling = total / _in_threads(WRITERS, serial)
+
+    stop = threading.Event()
+
+    def integrator() -> None:
+        try:
+            while not stop.is_set():
+                if not ledger.integrate(batch_size=2000):
+                    time.sleep(0.005)
+        finally:
+            connection.close()
+
+    def appends(index: int) -> None:
+        for n in range(APPENDS_PER_WRITER):
+            with transaction.atomic():
+                record(EventType.KEY_ROTATED, actor=actor, object_type="bench", object_id=f"{index}-{n}")
+
+    worker = threading.Thread(target=integrator)
+    worker.start()
+    started = time.perf_counter()
+    _in_threads(WRITERS, appends)
+    while ledger.head().size < total:
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - started
+    stop.set()
+    worker.join()
+    _emit(Figure.throughput("ledger_append", total / elapsed, "events/s", ceiling))
+
+    roles = [Role.objects.create(slug=f"bench-{i}", name=f"Bench {i}") for i in range(WRITERS)]
+
+    def action(audited: bool) -> Callable[[int], None]:
+        def work(index: int) -> None:
+            for n in range(APPENDS_PER_WRITER):
+                with transaction.atomic():
+                    Role.objects.filter(pk=roles[index].pk).update(description=f"revision {n}")
+                    if audited:
+                        record(EventType.KEY_ROTATED, actor=actor, object_type="role", object_id=roles[index].pk)
+
+        return work
+
+    plain = total / _in_threads(WRITERS, action(False))
+    audited = total / _in_threads(WRITERS, action(True))
+    _emit(Figure.throughput("audited_action", audited, "actions/s", plain))
+
+
+def verify_main() -> None:
+    """Child process: fill 1,000,000 events, then verification and inclusion proofs."""
+    import psycopg
+    from django.conf import settings
+    from django.db import connection
+    from django.utils import timezone
+
+    from audit import ledger, proofs
+    from audit.canonical import canonical, rfc3339
+    from audit.models import Checkpoint
+    from audit.verify import verify
+
+    database = settings.DATABASES["default"]
+    now = rfc3339(timezone.now())
+    with (
+        psycopg.connect(dbname=database["NAME"], host=database["HOST"], user=database["USER"]) as raw,
+        raw.cursor().copy("COPY audit_pending (body, recorded_at) FROM STDIN") as copy,
+    ):
+        for n in range(LARGE):
+            document = {
+                "v": 1,
+                "type": 401,
+                "name": "KEY_ROTATED",
+                "time": now,
+                "actor": {"id": n % 500, "name": f"analyst {n % 500}", "role": "analyst"},
+                "source": {"address": "192.0.2.1", "request": None},
+                "object": {"type": "case", "id": str(n)},
+                "reason": "",
+                "before": {"state": "open"},
+                "after": {"state": "in review"},
+            }
+            copy.write_row((canonical(document), timezone.now()))
+    while ledger.integrate(batch_size=20000):
+        if ledger.head().size % (LARGE // 10) == 0:
+            ledger.seal(force=True)
+    ledger.seal(force=True)
+    assert Checkpoint.objects.order_by("-size").values_list("size", flat=True).first() == LARGE
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT body FROM audit_event ORDER BY seq")
+        bodies = [bytes(row[0]) for row in cursor.fetchall()]
+
+    def chained(bodies: list[bytes]) -> None:
+        sha256 = hashlib.sha256
+        chain = bytes(32)
+        for body in bodies:
+            leaf = sha256(b"\x00" + body).digest()
+            chain = sha256(chain + leaf).digest()
+
+    started = time.perf_counter()
+    chained(bodies)
+    ceiling = LARGE / (time.perf_counter() - started)
+    del bodies
+    started = time.perf_counter()
+    report = verify()
+    elapsed = time.perf_counter() - started
+    if not report.intact or report.size != LARGE:
+        raise RuntimeError(f"the benchmark ledger did not verify: {report.as_dict()}")
+    _emit(Figure.throughput("ledger_verify", LARGE / elapsed, "events/s", ceiling))
+
+    rng = random.Random(7)
+    latest = Checkpoint.objects.order_by("-size").first()
+
+    def p99(work: Callable[[int], Any]) -> float:
+        timings = []
+        for _ in range(PROOFS):
+            seq = rng.randint(1, LARGE)
+            started = time.perf_counter()
+            work(seq)
+            timings.append(time.perf_counter() - started)
+        timings.sort()
+        return timings[int(len(timings) * 0.99)] * 1000
+
+    def read_one(seq: int) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT body FROM audit_event WHERE seq = %s", [seq])
+            cursor.fetchone()
+
+    floor = p99(read_one)
+    proof = p99(lambda seq: proofs.inclusion(seq, latest))
+    _emit(Figure.latency("inclusion_proof_p99", proof, "ms", floor))
+
+
+def run() -> list[Figure]:
+    figures: list[Figure] = []
+    with scratch_database("caspix_bench_ledger") as database:
+        env = environment(database, CASPIX_LEDGER_INTEGRATE="task")
+        manage(env, "migrate", "--verbosity=0")
+        figures += measure_in_child(env, "bench.bench_ledger.appends_main")
+    with scratch_database("caspix_bench_ledger") as database:
+        env = environment(database, CASPIX_LEDGER_INTEGRATE="task")
+        manage(env, "migrate", "--verbosity=0")
+        figures += measure_in_child(env, "bench.bench_ledger.verify_main", timeout=3600)
+    return figures
