@@ -16,4 +16,4 @@ def ledger_alert(request: HttpRequest) -> dict[str, Any]:
     result = last_result()
     if result is None or result.intact:
         return {}
-    return {"ledger_alert": result}
+    return {"ledger_alert": result, "ledger_alert_browsable": user.has_perm("audit.view_ledger")}

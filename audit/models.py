@@ -102,3 +102,22 @@ class Verification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope} verification of {self.size} events"
+
+
+class DeliveryCursor(models.Model):
+    """How far a copy of the ledger elsewhere has got: the SIEM (last event sequence number
+    forwarded) or a segment store (size of the last checkpoint sealed into a segment there).
+
+    Advanced only after the receiver has the data, so a restart resumes exactly there and a
+    delivery may repeat (at least once) but never skip.
+    """
+
+    target = models.CharField(max_length=64, primary_key=True)
+    position = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "audit_delivery_cursor"
+
+    def __str__(self) -> str:
+        return f"{self.target} at {self.position}"

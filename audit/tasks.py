@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from audit import ledger
+from audit.forward import ForwardError, forward
 
 
 @shared_task(ignore_result=True)
@@ -20,3 +21,19 @@ def verify_ledger(scope: str = "incremental") -> bool:
     from audit import integrity
 
     return bool(integrity.run(scope).intact)
+
+
+@shared_task(ignore_result=True)
+def seal_segments() -> int:
+    """Write every checkpoint not yet sealed to each segment store configured; returns how many
+    segment writes (idempotent: each store has its cursor, and a segment is never written twice)."""
+    from audit import segments
+
+    return segments.seal_segments()
+
+
+@shared_task(ignore_result=True, autoretry_for=(ForwardError,), retry_backoff=True, retry_jitter=True, max_retries=5)
+def forward_ledger() -> int:
+    """Forward the ledger's new events to the SIEM; returns how many were sent (idempotent: the
+    cursor moves only after delivery, and only one forwarder works at a time)."""
+    return forward()

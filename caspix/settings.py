@@ -285,12 +285,16 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     # A backstop: every recording transaction already asks for integration on commit.
     "integrate-ledger": {"task": "audit.tasks.integrate_ledger", "schedule": 5.0},
+    # A no-op while SIEM["TARGET"] is "": sends the events after the cursor (docs/LEDGER.md).
+    "forward-ledger": {"task": "audit.tasks.forward_ledger", "schedule": 10.0, "options": {"expires": 10.0}},
     "verify-ledger": {"task": "audit.tasks.verify_ledger", "schedule": crontab(minute="*/5")},
     "verify-ledger-fully": {
         "task": "audit.tasks.verify_ledger",
         "schedule": crontab(hour=2, minute=41),
         "kwargs": {"scope": "full"},
     },
+    # A no-op while SEGMENTS names no target: writes each new checkpoint as a segment (docs/LEDGER.md).
+    "seal-ledger-segments": {"task": "audit.tasks.seal_segments", "schedule": 60.0, "options": {"expires": 60.0}},
     "clear-expired-sessions": {
         "task": "accounts.tasks.clear_expired_sessions",
         "schedule": crontab(hour=3, minute=17),
@@ -361,3 +365,27 @@ EMAIL_USE_TLS = env.bool("CASPIX_EMAIL_STARTTLS", True)
 EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = env.str("CASPIX_EMAIL_FROM", "caspix@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# --- Ledger copies: SIEM forwarding and sealed segments (docs/LEDGER.md) -------------------------
+
+SIEM: dict[str, Any] = {
+    # "" (off), "file:///var/log/caspix/ledger.jsonl", or "syslog+tls://siem.bank.example:6514"
+    "TARGET": env.str("CASPIX_SIEM_TARGET", ""),
+    "CACERT": env.str("CASPIX_SIEM_CACERT", "") or None,  # CA of the syslog receiver's certificate
+    "CLIENT_CERT": env.str("CASPIX_SIEM_CLIENT_CERT", "") or None,  # for mutual TLS, with its key:
+    "CLIENT_KEY": env.str("CASPIX_SIEM_CLIENT_KEY", "") or None,
+    "TIMEOUT": env.int("CASPIX_SIEM_TIMEOUT_SECONDS", 10, minimum=1, maximum=120),
+    "BATCH": env.int("CASPIX_SIEM_BATCH", 500, minimum=1, maximum=10_000),
+}
+SEGMENTS: dict[str, Any] = {
+    # Each checkpoint, with its events and proofs, written once to every target configured.
+    "DIRECTORY": env.str("CASPIX_SEGMENT_DIR", ""),
+    "S3_BUCKET": env.str("CASPIX_SEGMENT_S3_BUCKET", ""),
+    "S3_PREFIX": env.str("CASPIX_SEGMENT_S3_PREFIX", "caspix-ledger/"),
+    "S3_ENDPOINT": env.str("CASPIX_SEGMENT_S3_ENDPOINT", "") or None,
+    "S3_REGION": env.str("CASPIX_SEGMENT_S3_REGION", "eu-west-1"),
+    "S3_ACCESS_KEY_ID": env.optional_secret("CASPIX_SEGMENT_S3_ACCESS_KEY_ID"),
+    "S3_SECRET_ACCESS_KEY": env.optional_secret("CASPIX_SEGMENT_S3_SECRET_ACCESS_KEY"),
+    # Object Lock in compliance mode: nobody, root included, can delete before this many days.
+    "S3_RETENTION_DAYS": env.int("CASPIX_SEGMENT_S3_RETENTION_DAYS", 2557, minimum=1, maximum=36_500),
+}
