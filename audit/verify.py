@@ -35,7 +35,7 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connection, connections, transaction
 
 from audit import merkle
 from audit.ledger import ZERO_CHAIN, key_id, note_body, parse, stored_nodes
@@ -61,6 +61,7 @@ class Report:
     checkpoints: int = 0
     last_checkpoint: int | None = None
     damage: list[Damage] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def intact(self) -> bool:
@@ -79,6 +80,7 @@ class Report:
             "last_checkpoint": self.last_checkpoint,
             "first_bad_seq": self.first_bad_seq,
             "damage": [{"seq": d.seq, "kind": d.kind, "detail": d.detail} for d in self.damage],
+            "warnings": self.warnings,
         }
 
 
@@ -135,6 +137,11 @@ def verify(*, since: Checkpoint | None = None, public_keys: dict[int, bytes] | N
     columns = ColumnCheck(report.start)
     with columns:
         _stream(report, tree, chain, checkpoint, pending, public_keys, previous)
+    if connection.vendor == "postgresql" and not columns.enforced:
+        report.warnings.append(
+            f"the constraint {COLUMNS_CONSTRAINT} no longer binds the columns to the bodies: every body was parsed "
+            "instead; someone with the tables' ownership has changed the schema"
+        )
     if columns.damage is not None:
         report.damage.append(columns.damage)
         report.damage.sort(key=lambda damage: damage.seq)
@@ -206,6 +213,22 @@ def _stream(
         _check_nodes(size, {level: digest for level, digest in enumerate(digests) if level}, report)
 
 
+def _select(query: str, params: list[Any] | None = None) -> Iterator[Any]:
+    """Rows of ``query``, streamed: on PostgreSQL through a binary server-side cursor."""
+    if connection.vendor == "postgresql":
+        with transaction.atomic():
+            raw: Any = connection.connection
+            with raw.cursor(name="audit_verify", binary=True) as cursor:
+                cursor.itersize = BATCH
+                cursor.execute(query, params or [])
+                yield from cursor
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(query, params or [])
+        for row in cursor.fetchall():
+            yield tuple(bytes(value) if isinstance(value, memoryview) else value for value in row)
+
+
 def _rows(after: int) -> Iterator[tuple[int, bytes, bytes, bytes]]:
     """(seq, body, leaf, chain) in sequence order from ``after + 1``, streamed.
 
@@ -213,12 +236,7 @@ def _rows(after: int) -> Iterator[tuple[int, bytes, bytes, bytes]]:
     """
     query = "SELECT seq, body, leaf, chain FROM audit_event WHERE seq > %s ORDER BY seq"
     if connection.vendor == "postgresql":
-        with transaction.atomic():
-            raw: Any = connection.connection
-            with raw.cursor(name="audit_verify", binary=True) as cursor:
-                cursor.itersize = BATCH
-                cursor.execute(query, [after])
-                yield from cursor
+        yield from _select(query, [after])
         return
     last = after
     while True:
@@ -230,6 +248,53 @@ def _rows(after: int) -> Iterator[tuple[int, bytes, bytes, bytes]]:
         for seq, body, leaf, chain in batch:
             yield seq, bytes(body), bytes(leaf), bytes(chain)
         last = batch[-1][0]
+
+
+COLUMNS_CONSTRAINT = "audit_event_columns_match_body"
+#: One probe per repeated column: an event whose column disagrees with its body.
+_PROBES = ("event_type", "occurred_at", "actor_id", "object_type", "object_id")
+
+
+def constraint_enforced() -> bool:
+    """Whether PostgreSQL still binds the repeated columns to the bodies (migration 0004).
+
+    The constraint must exist, be validated (a constraint re-added NOT VALID would not cover the
+    rows already there) and refuse, in a savepoint rolled back at once, an event that disagrees
+    with its body on each column in turn.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT convalidated FROM pg_constraint WHERE conname = %s AND conrelid = 'audit_event'::regclass",
+            [COLUMNS_CONSTRAINT],
+        )
+        row = cursor.fetchone()
+    if row is None or not row[0]:
+        return False
+    body = b'{"actor":{"id":1,"name":"probe","role":"system"},"object":{"id":"1","type":"probe"},'
+    body += b'"time":"2000-01-01T00:00:00.000000Z","type":1,"v":1}'
+    right: dict[str, Any] = {
+        "event_type": 1,
+        "occurred_at": "2000-01-01T00:00:00Z",
+        "actor_id": 1,
+        "object_type": "probe",
+    }
+    right["object_id"] = "1"
+    wrong: dict[str, Any] = {"event_type": 2, "occurred_at": "2000-01-01T00:00:01Z", "actor_id": 2, "object_type": "x"}
+    wrong["object_id"] = "2"
+    for column in _PROBES:
+        values = {**right, column: wrong[column]}
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(
+                    "INSERT INTO audit_event (seq, body, leaf, chain, integrated_at, event_type, occurred_at,"
+                    " actor_id, object_type, object_id) VALUES (%s, %s, %s, %s, now(), %s, %s, %s, %s, %s)",
+                    [2**62, body, bytes(32), bytes(32), *[values[name] for name in _PROBES]],
+                )
+                transaction.set_rollback(True)
+        except IntegrityError:
+            continue
+        return False
+    return True
 
 
 class ColumnCheck:
@@ -256,16 +321,22 @@ class ColumnCheck:
 
     def __init__(self, after: int) -> None:
         self.after = after
+        self.enforced = False
         self.damage: Damage | None = None
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> ColumnCheck:
+        self.enforced = connection.vendor == "postgresql" and constraint_enforced()
+        if self.enforced:
+            return self  # the database refused every row whose columns disagree with its body
         if connection.vendor == "postgresql" and not connection.in_atomic_block:
             self._thread = threading.Thread(target=self._in_own_connection, name="audit-verify-columns")
             self._thread.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        if self.enforced:
+            return
         if self._thread is not None:
             self._thread.join()
         elif connection.vendor == "postgresql":
@@ -389,14 +460,16 @@ def note_problem(checkpoint: Checkpoint, public_keys: dict[int, bytes]) -> str |
 def _check_nodes(size: int, computed: dict[int, hashlib._Hash], report: Report) -> None:
     stored: dict[int, hashlib._Hash] = {}
     counts: dict[int, int] = {}
-    last: tuple[int, int] | None = None
-    query = TreeNode.objects.order_by("level", "index").values_list("level", "index", "hash")
-    for level, index, value in query.iterator(chunk_size=BATCH):
-        stored.setdefault(level, hashlib.sha256()).update(bytes(value))
-        counts[level] = counts.get(level, 0) + 1
-        if last is not None and last[0] == level and index != last[1] + 1:
+    level, expected, digest = -1, 0, hashlib.sha256()
+    for node_level, index, value in _select("SELECT level, index, hash FROM audit_tree_node ORDER BY level, index"):
+        if node_level != level:
+            level, expected, digest = node_level, 0, hashlib.sha256()
+            stored[level] = digest
+        if index != expected:  # a gap or a stray node: the counts below will differ
             break
-        last = (level, index)
+        digest.update(value)
+        expected += 1
+        counts[level] = expected
     for level in sorted(set(computed) | set(stored)):
         expected_count = size >> level
         if counts.get(level, 0) != expected_count or (

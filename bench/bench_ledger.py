@@ -2,11 +2,11 @@
 
 All on a scratch PostgreSQL database, each against a ceiling measured in the same run:
 
-* ``ledger_append``: 16 writer threads, each committing one-event transactions through
-  ``record()``, while an integrator thread sequences them (as the worker does), until every event
-  is sequenced; against 16 threads doing the plain serialised append a ledger would otherwise
-  need (advisory lock + INSERT + COMMIT, raw psycopg). Target ≥ 1.0.
-* ``audited_action``: 16 threads updating a row per transaction, with ``record()`` in the same
+* ``ledger_append``: 16 writer processes, each committing one-event transactions through
+  ``record()``, while an integrator process sequences them (as the worker does), until every
+  event is sequenced; against 16 processes doing the plain serialised append a ledger would
+  otherwise need (advisory lock + INSERT + COMMIT, raw psycopg). Target ≥ 1.0.
+* ``audited_action``: 16 processes updating a row per transaction, with ``record()`` in the same
   transaction, against the same update unaudited. Target ≥ 0.8.
 * ``ledger_verify``: ``audit.verify.verify()`` of 1,000,000 events streamed from PostgreSQL
   (leaf, link and Merkle hashes, checkpoints, columns in the database, stored nodes), against
@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import random
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -41,40 +41,48 @@ def _emit(figure: Figure) -> None:
     print(json.dumps(asdict(figure)), flush=True)
 
 
-def _in_threads(count: int, work: Callable[[int], None]) -> float:
-    """Run ``work(i)`` in ``count`` threads started together; returns the wall time."""
-    from django.db import connection
+def _in_processes(count: int, work: Callable[[int], None]) -> float:
+    """Run ``work(i)`` in ``count`` forked processes started together; returns the wall time.
 
-    barrier = threading.Barrier(count + 1)
+    Processes, not threads: the web workers that record events are separate processes, and
+    threads would measure the interpreter lock instead of the ledger.
+    """
+    from django.db import connections
+
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(count + 1)
 
     def run(index: int) -> None:
         barrier.wait()
         try:
             work(index)
         finally:
-            connection.close()
+            connections.close_all()
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
+    connections.close_all()  # every child opens its own connection
+    processes = [context.Process(target=run, args=(i,)) for i in range(count)]
+    for process in processes:
+        process.start()
     barrier.wait()
     started = time.perf_counter()
-    for thread in threads:
-        thread.join()
+    for process in processes:
+        process.join()
+        if process.exitcode:
+            raise RuntimeError(f"a benchmark process failed with exit code {process.exitcode}")
     return time.perf_counter() - started
 
 
 def appends_main() -> None:
     """Child process: append throughput and audited actions."""
     from django.conf import settings
-    from django.db import connection, transaction
+    from django.db import connection, connections, transaction
 
     from accounts.models import Role
     from audit import ledger
     from audit.events import EventType
     from audit.ledger import Actor, record
 
-    ledger._schedule_integration = lambda: None  # the integrator thread does it, as the worker would
+    ledger._schedule_integration = lambda: None  # the integrator process does it, as the worker would
     actor = Actor(1, "bench", "analyst")
     total = WRITERS * APPENDS_PER_WRITER
 
@@ -95,48 +103,45 @@ def appends_main() -> None:
                         "INSERT INTO bench_serial SELECT coalesce(max(seq), 0) + 1, %s FROM bench_serial", [body]
                     )
 
-    ceiling = total / _in_threads(WRITERS, serial)
-
-    stop = threading.Event()
-
-    def integrator() -> None:
-        try:
-            while not stop.is_set():
-                if not ledger.integrate(batch_size=2000):
-                    time.sleep(0.005)
-        finally:
-            connection.close()
+    ceiling = total / _in_processes(WRITERS, serial)
 
     def appends(index: int) -> None:
         for n in range(APPENDS_PER_WRITER):
             with transaction.atomic():
                 record(EventType.KEY_ROTATED, actor=actor, object_type="bench", object_id=f"{index}-{n}")
 
-    worker = threading.Thread(target=integrator)
+    def integrator() -> None:
+        try:
+            while ledger.head().size < total:
+                if not ledger.integrate(batch_size=2000):
+                    time.sleep(0.002)
+        finally:
+            connections.close_all()
+
+    context = multiprocessing.get_context("fork")
+    connections.close_all()
+    worker = context.Process(target=integrator)
     worker.start()
     started = time.perf_counter()
-    _in_threads(WRITERS, appends)
-    while ledger.head().size < total:
-        time.sleep(0.005)
+    _in_processes(WRITERS, appends)
+    worker.join()  # it stops once every event is sequenced
     elapsed = time.perf_counter() - started
-    stop.set()
-    worker.join()
     _emit(Figure.throughput("ledger_append", total / elapsed, "events/s", ceiling))
 
-    roles = [Role.objects.create(slug=f"bench-{i}", name=f"Bench {i}") for i in range(WRITERS)]
+    roles = [Role.objects.create(slug=f"bench-{i}", name=f"Bench {i}").pk for i in range(WRITERS)]
 
     def action(audited: bool) -> Callable[[int], None]:
         def work(index: int) -> None:
             for n in range(APPENDS_PER_WRITER):
                 with transaction.atomic():
-                    Role.objects.filter(pk=roles[index].pk).update(description=f"revision {n}")
+                    Role.objects.filter(pk=roles[index]).update(description=f"revision {n}")
                     if audited:
-                        record(EventType.KEY_ROTATED, actor=actor, object_type="role", object_id=roles[index].pk)
+                        record(EventType.KEY_ROTATED, actor=actor, object_type="role", object_id=roles[index])
 
         return work
 
-    plain = total / _in_threads(WRITERS, action(False))
-    audited = total / _in_threads(WRITERS, action(True))
+    plain = total / _in_processes(WRITERS, action(False))
+    audited = total / _in_processes(WRITERS, action(True))
     _emit(Figure.throughput("audited_action", audited, "actions/s", plain))
 
 

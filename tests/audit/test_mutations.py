@@ -55,6 +55,7 @@ def test_it_finds_any_single_byte_change(
             value[position % len(value)] ^= flip
             changed: str | bytes = value.decode(errors="replace") if isinstance(row[-1], str) else bytes(value)
             where = " AND ".join(f"{name.strip()} = %s" for name in key.split(","))
+            cursor.execute("ALTER TABLE audit_event DROP CONSTRAINT IF EXISTS audit_event_columns_match_body")
             cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
             cursor.execute(f"UPDATE {table} SET {column} = %s WHERE {where}", [changed, *row[:-1]])  # noqa: S608
             cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")

@@ -257,6 +257,7 @@ def test_it_refuses_to_seal_events_that_do_not_rebuild_the_signed_root(directory
     leaf = merkle.leaf_hash(body)
     chain = hashlib.sha256(bytes(Event.objects.get(seq=2).chain) + leaf).digest()
     with connection.cursor() as sql:
+        sql.execute("ALTER TABLE audit_event DROP CONSTRAINT IF EXISTS audit_event_columns_match_body")
         sql.execute("ALTER TABLE audit_event DISABLE TRIGGER USER")
         sql.execute("UPDATE audit_event SET body = %s, leaf = %s, chain = %s WHERE seq = 3", [body, leaf, chain])
         sql.execute("ALTER TABLE audit_event ENABLE TRIGGER USER")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.test import override_settings
 
 from audit import ledger, merkle
@@ -19,7 +19,7 @@ from audit.canonical import canonical
 from audit.events import EventType
 from audit.ledger import Actor, record
 from audit.models import Checkpoint, Event
-from audit.verify import verify
+from audit.verify import constraint_enforced, verify
 
 pytestmark = pytest.mark.django_db
 
@@ -42,6 +42,8 @@ def ledger_of_ten() -> Iterator[None]:
 def as_owner(sql: str, params: list[Any] | None = None, table: str = "audit_event") -> None:
     """Change the ledger as someone with the table owner's rights would (triggers off)."""
     with connection.cursor() as cursor:
+        # the owner can drop what binds the columns to the bodies too (verify then parses them all)
+        cursor.execute("ALTER TABLE audit_event DROP CONSTRAINT IF EXISTS audit_event_columns_match_body")
         cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
         cursor.execute(sql, params or [])
         cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
@@ -208,3 +210,31 @@ def test_it_finds_a_body_that_is_not_an_event_even_with_recomputed_hashes(ledger
     report = verify()
     assert report.first_bad_seq == 4
     assert {damage.kind for damage in report.damage} == {"checkpoint", "altered"}
+
+
+def test_it_relies_on_the_database_to_bind_columns_to_bodies(ledger_of_ten: None) -> None:
+    assert constraint_enforced()
+    assert verify().warnings == []
+    last = row(10)
+    forged = Event(
+        seq=11,
+        body=bytes(last.body),
+        leaf=bytes(last.leaf),
+        chain=bytes(last.chain),
+        event_type=last.event_type,
+        occurred_at=last.occurred_at,
+        actor_id=99,  # the body says the system acted
+        object_type=last.object_type,
+        object_id=last.object_id,
+    )
+    with pytest.raises(IntegrityError, match="audit_event_columns_match_body"), transaction.atomic():
+        forged.save(force_insert=True)
+
+
+def test_it_parses_every_body_when_the_constraint_is_gone(ledger_of_ten: None) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE audit_event DROP CONSTRAINT audit_event_columns_match_body")
+    assert not constraint_enforced()
+    report = verify()
+    assert report.intact
+    assert "no longer binds the columns" in report.warnings[0]

@@ -33,5 +33,7 @@ class Command(BaseCommand):
             self.stdout.write(self.style.ERROR(f"DAMAGED from event {report.first_bad_seq}"))
             for damage in report.damage:
                 self.stdout.write(f"  {damage}")
+        for warning in report.warnings:
+            self.stderr.write(f"warning: {warning}")
         if not report.intact:
             sys.exit(1)
