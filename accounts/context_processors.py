@@ -20,8 +20,8 @@ class Area(NamedTuple):
 AREAS = (
     Area("Work", "cases:workspace", Perm.WORK_CASES),
     Area("Dashboard", "reporting:dashboard", Perm.VIEW_DASHBOARD),
-    Area("Audit", "audit:home", Perm.VIEW_LEDGER),
     Area("Administration", "accounts:admin_home", Perm.MANAGE_USERS),
+    Area("Audit", "audit:home", Perm.VIEW_LEDGER),
 )
 
 

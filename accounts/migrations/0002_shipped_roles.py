@@ -7,8 +7,12 @@ from django.db.migrations.state import StateApps
 SHIPPED = {
     "admin": (
         "Administrator",
-        "Users, role templates, teams, queues, routing rules, API clients and settings. Never works or approves cases.",
+        (
+            "Users, role templates, teams, queues, routing rules, API clients and settings; reads the audit "
+            "ledger. Never works or approves cases."
+        ),
         [
+            "audit.view_ledger",
             "accounts.manage_users",
             "accounts.manage_roles",
             "accounts.manage_teams",

@@ -76,12 +76,20 @@ def test_it_sends_anonymous_visitors_to_sign_in(url: str) -> None:
     assert response["Location"].startswith(f"/login/?next={url}")
 
 
-@pytest.mark.parametrize("persona", ["admin", "analyst", "lead", "manager", "roleless"])
+@pytest.mark.parametrize("persona", ["analyst", "lead", "manager", "roleless"])
 @pytest.mark.parametrize("url", [LIST, "/audit/events/1/"])
 def test_it_refuses_roles_without_the_ledger_permission(request: pytest.FixtureRequest, persona: str, url: str) -> None:
     add()
     user: User = request.getfixturevalue(persona)
     assert client_for(user).get(url).status_code == 403
+
+
+@pytest.mark.parametrize("persona", ["auditor", "admin"])
+@pytest.mark.parametrize("url", [LIST, "/audit/events/1/"])
+def test_it_opens_the_ledger_to_auditors_and_admins(request: pytest.FixtureRequest, persona: str, url: str) -> None:
+    add()
+    user: User = request.getfixturevalue(persona)
+    assert client_for(user).get(url).status_code == 200
 
 
 def test_it_lists_the_events_for_auditors_newest_first(auditor: User) -> None:
