@@ -16,10 +16,11 @@ from audit.canonical import CanonicalError
 from audit.events import EventType
 from audit.ledger import Actor, record
 from audit.models import Checkpoint, Event, PendingEvent, TreeNode
-from audit.verify import note_problem
+from audit.verify import note_problem, verify
 from caspix.crypto.fields import Sensitive
 from caspix.crypto.keys import KeyName, key_service
 from caspix.requestcontext import client_address_var, request_id_var
+from tests.openbao import OpenBao, transit_backend
 
 pytestmark = pytest.mark.django_db
 
@@ -190,3 +191,17 @@ def test_it_records_nothing_when_the_action_rolls_back() -> None:
         failing_action()
     recorded(1)
     assert list(Event.objects.values_list("seq", flat=True)) == [1]
+
+
+def test_it_signs_checkpoints_in_openbao_transit(openbao: OpenBao) -> None:
+    """The production path: the ledger key lives in Transit and signs there."""
+    with transit_backend(openbao.config()) as service:
+        service.ensure_keys()
+        recorded(2)
+        ledger.integrate()
+        checkpoint = ledger.seal()
+        assert checkpoint is not None
+        public = service.public_keys(KeyName.LEDGER)
+        assert note_problem(checkpoint, public) is None
+        assert verify(public_keys=public).intact
+        assert ledger.published_keys()["keys"][0]["public_key"] == base64.b64encode(public[1]).decode()
