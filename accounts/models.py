@@ -161,3 +161,45 @@ class TOTPDevice(TimestampMixin, ThrottlingMixin, Device):
 
     def get_throttle_factor(self) -> int:
         return 1  # seconds, doubling with each consecutive failure
+
+
+class ApprovalRequest(models.Model):
+    """A change that a second, authorised person must approve before it happens (four-eyes).
+
+    ``payload`` is the exact proposed change and ``payload_hash`` its SHA-256 over the ledger's
+    canonical serialisation (with the kind): an approval names the hash it saw, and the change
+    runs only if the stored payload still has it. It executes in the approving transaction.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        APPROVED = "approved", "approved"
+        REJECTED = "rejected", "rejected"
+        EXPIRED = "expired", "expired"
+
+    kind = models.CharField(max_length=64)
+    payload = models.JSONField()
+    payload_hash = models.CharField(max_length=64)
+    maker = models.ForeignKey(User, on_delete=models.PROTECT, related_name="approval_requests")
+    reason = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    decided_by = models.ForeignKey(
+        User, on_delete=models.PROTECT, null=True, blank=True, related_name="approval_decisions"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "expires_at"], name="approval_status_expiry")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(expires_at__gt=models.F("created_at")), name="approval_expires_later"
+            ),
+            models.CheckConstraint(condition=~models.Q(decided_by=models.F("maker")), name="approval_not_by_its_maker"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} request {self.pk} ({self.status})"

@@ -14,3 +14,11 @@ def clear_expired_sessions() -> int:
     """Delete expired sessions (idempotent: a second run finds nothing to delete)."""
     deleted, _ = Session.objects.filter(expire_date__lt=timezone.now()).delete()
     return deleted
+
+
+@shared_task(ignore_result=True)
+def expire_approvals() -> int:
+    """Mark pending four-eyes requests past their expiry as expired (each a ledger event)."""
+    from accounts.approvals import expire_overdue
+
+    return expire_overdue()

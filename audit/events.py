@@ -16,6 +16,15 @@ from enum import IntEnum
 
 
 class EventType(IntEnum):
+    # 1xx accounts: access changes and their four-eyes approvals
+    APPROVAL_REQUESTED = 110
+    APPROVAL_GRANTED = 111
+    APPROVAL_REJECTED = 112
+    APPROVAL_EXPIRED = 113
+    APPROVAL_REFUSED = 114
+    ROLE_GRANTED = 120
+    ROLE_REVOKED = 121
+
     # 4xx keys, encryption and backups
     KEY_ROTATED = 401
     DATA_KEYS_REWRAPPED = 402

@@ -1,0 +1,229 @@
+"""Four-eyes approvals: one mechanism for every change a second person must approve.
+
+A maker requests a change of a registered kind with its exact payload and a reason; a different
+person holding the kind's approver permission approves (or rejects) it before it expires. The
+approver names the payload hash they saw: the change executes, in the approving transaction, only
+if the stored payload still has that hash. Request, approval, rejection, expiry and every refused
+approval are ledger events; a refusal is recorded even though the approval fails.
+
+Kinds register a validator (which names an unknown role or user), the permission their approver
+needs and the function that carries the change out. Privileged role changes (granting or revoking
+admin or lead) are the first kind; case closures and STR submissions will be others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import ApprovalRequest, Role, RoleAssignment, User
+from accounts.permissions import Perm
+from audit.canonical import canonical
+from audit.events import EventType
+from audit.ledger import Actor, record
+
+DEFAULT_TTL = timedelta(hours=24)
+PRIVILEGED_ROLES = ("admin", "lead")
+
+
+class ApprovalRefusedError(Exception):
+    """The approval cannot be given; the message says why in plain words."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    approver_permission: Perm
+    validate: Callable[[Mapping[str, Any]], None]
+    execute: Callable[[ApprovalRequest, User], None]
+
+
+KINDS: dict[str, Kind] = {}
+
+
+def register(kind: Kind) -> Kind:
+    KINDS[kind.name] = kind
+    return kind
+
+
+def actor_of(user: User) -> Actor:
+    roles = ",".join(sorted(user.roles.values_list("slug", flat=True)))
+    return Actor(user.pk, user.get_username(), roles)
+
+
+def payload_hash(kind: str, payload: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical({"kind": kind, "payload": dict(payload)})).hexdigest()
+
+
+def _kind(name: str) -> Kind:
+    kind = KINDS.get(name)
+    if kind is None:
+        raise ValidationError(f"unknown kind of change {name!r}: known kinds are {', '.join(sorted(KINDS))}")
+    return kind
+
+
+def request_change(
+    kind: str, payload: Mapping[str, Any], *, acting_user: User, reason: str, ttl: timedelta = DEFAULT_TTL
+) -> ApprovalRequest:
+    """Ask for a change that another person must approve."""
+    definition = _kind(kind)
+    if not reason.strip():
+        raise ValidationError("a request for approval states its reason")
+    definition.validate(payload)
+    now = timezone.now()
+    with transaction.atomic(durable=True):
+        request = ApprovalRequest.objects.create(
+            kind=kind,
+            payload=dict(payload),
+            payload_hash=payload_hash(kind, payload),
+            maker=acting_user,
+            reason=reason,
+            created_at=now,
+            expires_at=now + ttl,
+        )
+        record(
+            EventType.APPROVAL_REQUESTED,
+            actor=actor_of(acting_user),
+            object_type="approval",
+            object_id=request.pk,
+            reason=kind,
+            after={"payload": dict(payload), "hash": request.payload_hash, "expires": request.expires_at.isoformat()},
+        )
+    return request
+
+
+def approve(request_id: int, *, acting_user: User, seen_hash: str, reason: str = "") -> ApprovalRequest:
+    """Approve a pending request and carry its change out, in one transaction.
+
+    Refused (:class:`ApprovalRefusedError`, and a ledger event) when the approver is the maker,
+    lacks the kind's permission, saw another payload than the stored one, or comes too late.
+    """
+    refusal: str | None = None
+    with transaction.atomic(durable=True):
+        request = ApprovalRequest.objects.select_for_update().filter(pk=request_id).first()
+        if request is None:
+            raise ApprovalRefusedError(f"there is no approval request {request_id}")
+        refusal = _refusal(request, acting_user, seen_hash)
+        if refusal is None:
+            definition = _kind(request.kind)
+            definition.execute(request, acting_user)
+            _decide(request, ApprovalRequest.Status.APPROVED, acting_user, reason, EventType.APPROVAL_GRANTED)
+            return request
+        if refusal == "expired":
+            _decide(request, ApprovalRequest.Status.EXPIRED, None, "", EventType.APPROVAL_EXPIRED)
+    # Recorded on its own, after the refused approval has touched nothing.
+    with transaction.atomic(durable=True):
+        record(
+            EventType.APPROVAL_REFUSED,
+            actor=actor_of(acting_user),
+            object_type="approval",
+            object_id=request_id,
+            reason=refusal,
+        )
+    raise ApprovalRefusedError(_MESSAGES[refusal])
+
+
+_MESSAGES = {
+    "own request": "You cannot approve your own request: another authorised person must.",
+    "not allowed": "You are not allowed to approve this kind of change.",
+    "altered": "The request changed after you saw it: review it again before approving.",
+    "expired": "The request has expired: the maker must ask again.",
+    "decided": "The request has already been decided.",
+}
+
+
+def _refusal(request: ApprovalRequest, approver: User, seen_hash: str) -> str | None:
+    if request.status != ApprovalRequest.Status.PENDING:
+        return "decided"
+    if approver.pk == request.maker_id:
+        return "own request"
+    if not approver.has_perm(_kind(request.kind).approver_permission):
+        return "not allowed"
+    if request.expires_at <= timezone.now():
+        return "expired"
+    if not (seen_hash == request.payload_hash == payload_hash(request.kind, request.payload)):
+        return "altered"
+    return None
+
+
+def reject(request_id: int, *, acting_user: User, reason: str) -> ApprovalRequest:
+    with transaction.atomic(durable=True):
+        request = ApprovalRequest.objects.select_for_update().get(pk=request_id)
+        refusal = _refusal(request, acting_user, request.payload_hash)
+        if refusal in ("decided", "own request", "not allowed"):
+            raise ApprovalRefusedError(_MESSAGES[refusal or "decided"].replace("approve", "reject"))
+        _decide(request, ApprovalRequest.Status.REJECTED, acting_user, reason, EventType.APPROVAL_REJECTED)
+    return request
+
+
+def expire_overdue() -> int:
+    """Mark every pending request past its expiry as expired (a beat task runs this)."""
+    expired = 0
+    with transaction.atomic(durable=True):
+        overdue = ApprovalRequest.objects.select_for_update(skip_locked=True).filter(
+            status=ApprovalRequest.Status.PENDING, expires_at__lte=timezone.now()
+        )
+        for request in overdue:
+            _decide(request, ApprovalRequest.Status.EXPIRED, None, "", EventType.APPROVAL_EXPIRED)
+            expired += 1
+    return expired
+
+
+def _decide(request: ApprovalRequest, status: str, decider: User | None, reason: str, event: EventType) -> None:
+    request.status = status
+    request.decided_by = decider
+    request.decided_at = timezone.now()
+    request.decision_reason = reason
+    request.save(update_fields=["status", "decided_by", "decided_at", "decision_reason"])
+    record(
+        event,
+        actor=actor_of(decider) if decider is not None else Actor.system("approval expiry"),
+        object_type="approval",
+        object_id=request.pk,
+        reason=request.kind,
+        after={"maker": request.maker_id, "hash": request.payload_hash, "decision": reason},
+    )
+
+
+# --- privileged role changes ---------------------------------------------------------------------
+
+
+def _validate_role_change(payload: Mapping[str, Any]) -> None:
+    if set(payload) != {"user", "role", "change"}:
+        raise ValidationError("a role change names exactly a user, a role and the change (grant or revoke)")
+    if payload["change"] not in ("grant", "revoke"):
+        raise ValidationError(f"unknown role change {payload['change']!r}: grant or revoke")
+    if not Role.objects.filter(slug=payload["role"]).exists():
+        raise ValidationError(f"unknown role {payload['role']!r}")
+    if not isinstance(payload["user"], int) or not User.objects.filter(pk=payload["user"]).exists():
+        raise ValidationError(f"unknown user {payload['user']!r}")
+
+
+def _execute_role_change(request: ApprovalRequest, approver: User) -> None:
+    payload = request.payload
+    user = User.objects.get(pk=payload["user"])
+    role = Role.objects.get(slug=payload["role"])
+    if payload["change"] == "grant":
+        RoleAssignment.objects.get_or_create(user=user, role=role)
+        event = EventType.ROLE_GRANTED
+    else:
+        RoleAssignment.objects.filter(user=user, role=role).delete()
+        event = EventType.ROLE_REVOKED
+    record(
+        event,
+        actor=actor_of(approver),
+        object_type="user",
+        object_id=user.pk,
+        reason="four-eyes",
+        after={"role": role.slug, "maker": request.maker_id, "approver": approver.pk, "approval": request.pk},
+    )
+
+
+ROLE_CHANGE = register(Kind("role_change", Perm.APPROVE_ACCESS_CHANGE, _validate_role_change, _execute_role_change))
