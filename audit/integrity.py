@@ -26,6 +26,7 @@ from audit.ledger import Actor, record
 from audit.models import Checkpoint, Verification
 from audit.verify import Report, verify
 from caspix.crypto import incidents
+from caspix.crypto.models import IntegrityIncident
 
 logger = logging.getLogger("caspix.security")
 
@@ -71,7 +72,9 @@ def run(scope: str = Verification.Scope.INCREMENTAL) -> Verification:
 
 def _alert(result: Verification, report: Report) -> None:
     detail = str(report.damage[0])
-    incident = incidents.record("ledger", table="audit_event", row=str(report.first_bad_seq), detail=detail)
+    incident = incidents.record(
+        IntegrityIncident.Kind.LEDGER, table="audit_event", row=str(report.first_bad_seq), detail=detail
+    )
     with transaction.atomic():
         record(
             EventType.LEDGER_VERIFICATION_FAILED,

@@ -130,12 +130,17 @@ def head() -> Head:
     return Head(0, ZERO_CHAIN) if last is None else Head(last[0], bytes(last[1]))
 
 
+def _lock_ledger() -> None:
+    """One integrator or sealer at a time, until the transaction ends (SQLite serialises writers)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
+
+
 def integrate(batch_size: int = 1000) -> int:
     """Sequence up to ``batch_size`` committed pending events; returns how many."""
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
+        _lock_ledger()
         pending = list(PendingEvent.objects.order_by("id")[:batch_size])
         if not pending:
             return 0
@@ -261,9 +266,7 @@ def key_id(name: str, public_key: bytes) -> bytes:
 def seal(*, force: bool = False) -> Checkpoint | None:
     """Sign a checkpoint of the current tree if one is due (or ``force``); returns it."""
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
+        _lock_ledger()
         size = head().size
         last = Checkpoint.objects.order_by("-size").first()
         if size == 0 or (last is not None and last.size == size):

@@ -48,6 +48,8 @@ from audit.ledger import ZERO_CHAIN, Actor, note_body, record, stored_nodes
 from audit.models import Checkpoint, DeliveryCursor, Event
 from audit.verify import CompactRange
 from caspix.crypto import incidents
+from caspix.crypto.models import IntegrityIncident
+from caspix.durable import fsync_directory
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -146,7 +148,9 @@ def build(checkpoint: Checkpoint, previous: Checkpoint | None) -> Segment:
 
 
 def _damaged(size: int, detail: str) -> SegmentError:
-    incidents.record("ledger", table="audit_event", row=str(size), detail=f"segment not sealed: {detail}")
+    incidents.record(
+        IntegrityIncident.Kind.LEDGER, table="audit_event", row=str(size), detail=f"segment not sealed: {detail}"
+    )
     return SegmentError(f"checkpoint {size} cannot be sealed into a segment: {detail}")
 
 
@@ -157,7 +161,7 @@ def _same_or_incident(stored: bytes, segment: Segment, target: str, where: str) 
         return
     found = hashlib.sha256(stored).hexdigest()
     incidents.record(
-        "ledger",
+        IntegrityIncident.Kind.LEDGER,
         table=f"segments:{target}",
         row=segment.name,
         detail=f"{segment.name} holds other bytes: sha256 {found[:16]}…, expected {segment.sha256[:16]}…",
@@ -214,18 +218,10 @@ class DirectoryTarget:
             except FileExistsError:
                 _same_or_incident(final.read_bytes(), segment, self.label, str(final))
                 return False
-            _fsync_directory(self.path)
+            fsync_directory(self.path)
             return True
         finally:
             temporary.unlink(missing_ok=True)
-
-
-def _fsync_directory(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 class S3Target:

@@ -82,6 +82,7 @@ from psycopg.conninfo import make_conninfo
 from caspix.crypto import incidents
 from caspix.crypto.keys import IntegrityError, KeyName, KeyService, KeyServiceError, key_service
 from caspix.crypto.models import IntegrityIncident
+from caspix.durable import fsync_directory
 
 FORMAT = "caspix-backup/1"
 MAGIC = b"CASPIXBK"
@@ -350,7 +351,7 @@ def write_backup(
         except BaseException:
             backup_path.unlink(missing_ok=True)
             raise
-        _fsync_directory(out_dir)
+        fsync_directory(out_dir)
     return manifest
 
 
@@ -726,14 +727,6 @@ class _StagedFile:
         self.handle.close()
         os.rename(self.partial, self.final)
         self.committed = True
-
-
-def _fsync_directory(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _header_bytes(header: dict[str, Any]) -> bytes:

@@ -20,6 +20,7 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxLengthValidator
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.lookups import In
@@ -134,8 +135,6 @@ class EncryptedTextField(EncryptedField):
         super().__init__(*args, **kwargs)
         self.max_length = max_length
         if max_length is not None:
-            from django.core.validators import MaxLengthValidator
-
             self.validators.append(MaxLengthValidator(max_length))
 
     def deconstruct(self) -> Any:
