@@ -14,6 +14,7 @@ admin or lead) are the first kind; case closures and STR submissions will be oth
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,14 +24,14 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import ApprovalRequest, Role, RoleAssignment, User
-from accounts.permissions import Perm
+from accounts.actions import actor_of, apply_role_change, check_role_change, held_permissions
+from accounts.models import ApprovalRequest, Role, RolePermission, User
+from accounts.permissions import Perm, segregation_conflict, unknown
 from audit.canonical import canonical
 from audit.events import EventType
 from audit.ledger import Actor, record
 
 DEFAULT_TTL = timedelta(hours=24)
-PRIVILEGED_ROLES = ("admin", "lead")
 
 
 class ApprovalRefusedError(Exception):
@@ -41,8 +42,10 @@ class ApprovalRefusedError(Exception):
 class Kind:
     name: str
     approver_permission: Perm
-    validate: Callable[[Mapping[str, Any]], None]
+    validate: Callable[[Mapping[str, Any], User], None]
     execute: Callable[[ApprovalRequest, User], None]
+    # The user the change is about, if any: they may not approve it either.
+    subject: Callable[[Mapping[str, Any]], object] = lambda payload: None
 
 
 KINDS: dict[str, Kind] = {}
@@ -51,11 +54,6 @@ KINDS: dict[str, Kind] = {}
 def register(kind: Kind) -> Kind:
     KINDS[kind.name] = kind
     return kind
-
-
-def actor_of(user: User) -> Actor:
-    roles = ",".join(sorted(user.roles.values_list("slug", flat=True)))
-    return Actor(user.pk, user.get_username(), roles)
 
 
 def payload_hash(kind: str, payload: Mapping[str, Any]) -> str:
@@ -76,7 +74,7 @@ def request_change(
     definition = _kind(kind)
     if not reason.strip():
         raise ValidationError("a request for approval states its reason")
-    definition.validate(payload)
+    definition.validate(payload, acting_user)
     now = timezone.now()
     with transaction.atomic(durable=True):
         request = ApprovalRequest.objects.create(
@@ -106,18 +104,24 @@ def approve(request_id: int, *, acting_user: User, seen_hash: str, reason: str =
     lacks the kind's permission, saw another payload than the stored one, or comes too late.
     """
     refusal: str | None = None
-    with transaction.atomic(durable=True):
-        request = ApprovalRequest.objects.select_for_update().filter(pk=request_id).first()
-        if request is None:
-            raise ApprovalRefusedError(f"there is no approval request {request_id}")
-        refusal = _refusal(request, acting_user, seen_hash)
-        if refusal is None:
-            definition = _kind(request.kind)
-            definition.execute(request, acting_user)
-            _decide(request, ApprovalRequest.Status.APPROVED, acting_user, reason, EventType.APPROVAL_GRANTED)
-            return request
-        if refusal == "expired":
-            _decide(request, ApprovalRequest.Status.EXPIRED, None, "", EventType.APPROVAL_EXPIRED)
+    invalid = ""
+    try:
+        with transaction.atomic(durable=True):
+            request = ApprovalRequest.objects.select_for_update().filter(pk=request_id).first()
+            if request is None:
+                raise ApprovalRefusedError(f"there is no approval request {request_id}")
+            refusal = _refusal(request, acting_user, seen_hash)
+            if refusal is None:
+                definition = _kind(request.kind)
+                # The world may have moved since the request: check it again, then act.
+                definition.validate(request.payload, request.maker)
+                definition.execute(request, acting_user)
+                _decide(request, ApprovalRequest.Status.APPROVED, acting_user, reason, EventType.APPROVAL_GRANTED)
+                return request
+            if refusal == "expired":
+                _decide(request, ApprovalRequest.Status.EXPIRED, None, "", EventType.APPROVAL_EXPIRED)
+    except ValidationError as error:
+        refusal, invalid = "no longer valid", "; ".join(error.messages)
     # Recorded on its own, after the refused approval has touched nothing.
     with transaction.atomic(durable=True):
         record(
@@ -126,16 +130,19 @@ def approve(request_id: int, *, acting_user: User, seen_hash: str, reason: str =
             object_type="approval",
             object_id=request_id,
             reason=refusal,
+            after={"why": invalid} if invalid else None,
         )
-    raise ApprovalRefusedError(_MESSAGES[refusal])
+    raise ApprovalRefusedError(_MESSAGES[refusal] + (f": {invalid}" if invalid else ""))
 
 
 _MESSAGES = {
     "own request": "You cannot approve your own request: another authorised person must.",
+    "about you": "You cannot approve a change to your own access: another authorised person must.",
     "not allowed": "You are not allowed to approve this kind of change.",
     "altered": "The request changed after you saw it: review it again before approving.",
     "expired": "The request has expired: the maker must ask again.",
     "decided": "The request has already been decided.",
+    "no longer valid": "The change can no longer be made as requested",
 }
 
 
@@ -144,6 +151,8 @@ def _refusal(request: ApprovalRequest, approver: User, seen_hash: str) -> str | 
         return "decided"
     if approver.pk == request.maker_id:
         return "own request"
+    if approver.pk == _kind(request.kind).subject(request.payload):
+        return "about you"
     if not approver.has_perm(_kind(request.kind).approver_permission):
         return "not allowed"
     if request.expires_at <= timezone.now():
@@ -157,7 +166,7 @@ def reject(request_id: int, *, acting_user: User, reason: str) -> ApprovalReques
     with transaction.atomic(durable=True):
         request = ApprovalRequest.objects.select_for_update().get(pk=request_id)
         refusal = _refusal(request, acting_user, request.payload_hash)
-        if refusal in ("decided", "own request", "not allowed"):
+        if refusal in ("decided", "own request", "about you", "not allowed"):
             raise ApprovalRefusedError(_MESSAGES[refusal or "decided"].replace("approve", "reject"))
         _decide(request, ApprovalRequest.Status.REJECTED, acting_user, reason, EventType.APPROVAL_REJECTED)
     return request
@@ -195,35 +204,117 @@ def _decide(request: ApprovalRequest, status: str, decider: User | None, reason:
 # --- privileged role changes ---------------------------------------------------------------------
 
 
-def _validate_role_change(payload: Mapping[str, Any]) -> None:
+def _validate_role_change(payload: Mapping[str, Any], maker: User) -> None:
     if set(payload) != {"user", "role", "change"}:
         raise ValidationError("a role change names exactly a user, a role and the change (grant or revoke)")
     if payload["change"] not in ("grant", "revoke"):
         raise ValidationError(f"unknown role change {payload['change']!r}: grant or revoke")
-    if not Role.objects.filter(slug=payload["role"]).exists():
+    role = Role.objects.filter(slug=payload["role"]).first()
+    if role is None:
         raise ValidationError(f"unknown role {payload['role']!r}")
-    if not isinstance(payload["user"], int) or not User.objects.filter(pk=payload["user"]).exists():
+    user = User.objects.filter(pk=payload["user"]).first() if isinstance(payload["user"], int) else None
+    if user is None:
         raise ValidationError(f"unknown user {payload['user']!r}")
+    check_role_change(user, role, payload["change"], maker)
 
 
 def _execute_role_change(request: ApprovalRequest, approver: User) -> None:
     payload = request.payload
-    user = User.objects.get(pk=payload["user"])
+    user = User.objects.select_for_update().get(pk=payload["user"])
     role = Role.objects.get(slug=payload["role"])
-    if payload["change"] == "grant":
-        RoleAssignment.objects.get_or_create(user=user, role=role)
-        event = EventType.ROLE_GRANTED
+    details = {"maker": request.maker_id, "approver": approver.pk, "approval": request.pk}
+    apply_role_change(user, role, payload["change"], actor=approver, details=details)
+
+
+ROLE_CHANGE = register(
+    Kind(
+        "role_change",
+        Perm.APPROVE_ACCESS_CHANGE,
+        _validate_role_change,
+        _execute_role_change,
+        subject=lambda payload: payload.get("user"),
+    )
+)
+
+
+# --- role templates ------------------------------------------------------------------------------
+
+_SLUG = re.compile(r"\A[a-z][a-z0-9-]{1,49}\Z")
+
+
+def _validate_role_template(payload: Mapping[str, Any], maker: User) -> None:
+    if set(payload) != {"change", "slug", "name", "description", "permissions"}:
+        raise ValidationError(
+            "a role template names the change (create or edit), slug, name, description and permissions"
+        )
+    change, slug, name = payload["change"], payload["slug"], payload["name"]
+    if change not in ("create", "edit"):
+        raise ValidationError(f"unknown template change {change!r}: create or edit")
+    if not isinstance(slug, str) or not _SLUG.match(slug):
+        raise ValidationError(f"{slug!r} is not a template slug: lower-case letters, digits and hyphens")
+    if not isinstance(name, str) or not name.strip() or len(name) > 100:
+        raise ValidationError("a role template has a name of at most 100 characters")
+    permissions = payload["permissions"]
+    if not isinstance(permissions, list) or not permissions or not all(isinstance(p, str) for p in permissions):
+        raise ValidationError("a role template holds at least one permission")
+    strangers = unknown(permissions)
+    if strangers:
+        raise ValidationError(f"unknown permission {', '.join(repr(p) for p in strangers)}: not in the catalog")
+    if len(set(permissions)) != len(permissions):
+        raise ValidationError("a permission is listed twice")
+    conflict = segregation_conflict(permissions)
+    if conflict:
+        raise ValidationError(f"a role template cannot mix duties: {conflict}")
+    existing = Role.objects.filter(slug=slug).first()
+    if change == "create":
+        if existing is not None or Role.objects.filter(name__iexact=name).exists():
+            raise ValidationError(f"a role template {slug!r} or named {name!r} exists already")
+        return
+    if existing is None:
+        raise ValidationError(f"unknown role {slug!r}")
+    if existing.builtin:
+        raise ValidationError(f"the role {slug!r} ships with Caspix and is not edited: create a custom template")
+    if Role.objects.filter(name__iexact=name).exclude(pk=existing.pk).exists():
+        raise ValidationError(f"another role template is named {name!r}")
+    for holder in existing.users.all():
+        conflict = segregation_conflict(held_permissions(holder, removing=existing) | set(permissions))
+        if conflict:
+            raise ValidationError(f"{holder.username} holds {slug!r}, and would then break {conflict}")
+
+
+def _execute_role_template(request: ApprovalRequest, approver: User) -> None:
+    payload = request.payload
+    if payload["change"] == "create":
+        role = Role.objects.create(slug=payload["slug"], name=payload["name"], description=payload["description"])
+        before: list[str] = []
+        event = EventType.ROLE_TEMPLATE_CREATED
     else:
-        RoleAssignment.objects.filter(user=user, role=role).delete()
-        event = EventType.ROLE_REVOKED
+        role = Role.objects.select_for_update().get(slug=payload["slug"])
+        before = role.permissions()
+        role.name, role.description = payload["name"], payload["description"]
+        role.save(update_fields=["name", "description"])
+        role.grants.exclude(permission__in=payload["permissions"]).delete()
+        event = EventType.ROLE_TEMPLATE_CHANGED
+    RolePermission.objects.bulk_create(
+        [RolePermission(role=role, permission=p) for p in payload["permissions"] if p not in before]
+    )
     record(
         event,
         actor=actor_of(approver),
-        object_type="user",
-        object_id=user.pk,
+        object_type="role",
+        object_id=role.slug,
         reason="four-eyes",
-        after={"role": role.slug, "maker": request.maker_id, "approver": approver.pk, "approval": request.pk},
+        before={"permissions": before} if before else None,
+        after={
+            "name": role.name,
+            "permissions": sorted(payload["permissions"]),
+            "maker": request.maker_id,
+            "approver": approver.pk,
+            "approval": request.pk,
+        },
     )
 
 
-ROLE_CHANGE = register(Kind("role_change", Perm.APPROVE_ACCESS_CHANGE, _validate_role_change, _execute_role_change))
+ROLE_TEMPLATE = register(
+    Kind("role_template", Perm.APPROVE_ACCESS_CHANGE, _validate_role_template, _execute_role_template)
+)

@@ -21,6 +21,7 @@ from django.utils import timezone
 from django_otp.models import Device, ThrottlingMixin, TimestampMixin
 from django_otp.oath import TOTP
 
+from accounts.permissions import DESCRIPTIONS, PRIVILEGED, Perm
 from caspix.crypto.fields import EncryptedTextField
 
 
@@ -33,6 +34,9 @@ class User(AbstractUser):
 
     roles: models.ManyToManyField[Role, RoleAssignment] = models.ManyToManyField(
         "Role", through="RoleAssignment", related_name="users", blank=True
+    )
+    last_activity = models.DateTimeField(
+        null=True, blank=True, help_text="Last signed-in request, to the minute (for access reviews)"
     )
 
     class Meta:
@@ -75,13 +79,27 @@ class Role(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def permissions(self) -> list[str]:
+        """The business permissions this template grants (prefetch ``grants`` for lists)."""
+        return sorted(grant.permission for grant in self.grants.all())
+
+    def is_privileged(self) -> bool:
+        """Changing who holds it, or what it holds, needs a second administrator's approval."""
+        return any(p in PRIVILEGED for p in self.permissions())
+
 
 class RolePermission(models.Model):
     role = models.ForeignKey(Role, on_delete=models.CASCADE, related_name="grants")
-    permission = models.CharField(max_length=100)
+    permission = models.CharField(max_length=100, choices=[(p.value, DESCRIPTIONS[p]) for p in Perm])
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["role", "permission"], name="role_permission_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["role", "permission"], name="role_permission_unique"),
+            # The catalog is the whole of what a role can grant, in the database too.
+            models.CheckConstraint(
+                condition=models.Q(permission__in=[p.value for p in Perm]), name="role_permission_in_catalog"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.role.slug}: {self.permission}"
@@ -97,6 +115,37 @@ class RoleAssignment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} as {self.role_id}"
+
+
+class Team(models.Model):
+    """An investigator team: its members work the cases of the queues it owns."""
+
+    slug = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    members: models.ManyToManyField[User, Membership] = models.ManyToManyField(
+        User, through="Membership", related_name="teams", blank=True
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
+    added_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "user"], name="membership_unique")]
+        indexes = [models.Index(fields=["user", "team"], name="membership_by_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} in {self.team_id}"
 
 
 def _totp_seed() -> str:

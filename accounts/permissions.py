@@ -6,6 +6,7 @@ business capabilities, and nothing outside this catalog can be granted.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 
@@ -44,3 +45,40 @@ DESCRIPTIONS: dict[Perm, str] = {
     Perm.EXPORT_EVIDENCE: "Export evidence packs and regulatory extracts",
     Perm.VIEW_ACCESS_REVIEW: "Read access-review reports",
 }
+
+
+def unknown(names: Iterable[str]) -> list[str]:
+    """The names in ``names`` that are not business permissions of the catalog, in order."""
+    known = {p.value for p in Perm}
+    return [name for name in names if name not in known]
+
+
+# Segregation of duties: no one person, through any mix of roles, holds permissions from both
+# sides. Administrators shape access and must not work or approve cases; case workers must not
+# shape their own access.
+ADMINISTRATION: frozenset[Perm] = frozenset(
+    {
+        Perm.MANAGE_USERS,
+        Perm.MANAGE_ROLES,
+        Perm.MANAGE_TEAMS,
+        Perm.MANAGE_API_CLIENTS,
+        Perm.MANAGE_SETTINGS,
+        Perm.APPROVE_ACCESS_CHANGE,
+    }
+)
+CASEWORK: frozenset[Perm] = frozenset({Perm.WORK_CASES, Perm.DRAFT_STR, Perm.APPROVE_CASE_CLOSURE, Perm.APPROVE_STR})
+
+
+# A role holding any of these is privileged: granting or revoking it needs a second
+# administrator's approval (four-eyes), as does creating or editing any role template.
+PRIVILEGED: frozenset[Perm] = ADMINISTRATION | {Perm.APPROVE_CASE_CLOSURE, Perm.APPROVE_STR}
+
+
+def segregation_conflict(perms: Iterable[str]) -> str | None:
+    """Why a set of permissions held together breaks segregation of duties, or ``None``."""
+    held = set(perms)
+    admin = sorted(held & ADMINISTRATION)
+    casework = sorted(held & CASEWORK)
+    if admin and casework:
+        return f"segregation of duties: {admin[0]} and {casework[0]} cannot be held by one person"
+    return None

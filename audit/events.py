@@ -16,7 +16,10 @@ from enum import IntEnum
 
 
 class EventType(IntEnum):
-    # 1xx accounts: access changes and their four-eyes approvals
+    # 1xx accounts: users, roles, teams and the four-eyes approvals of access changes
+    USER_CREATED = 100
+    USER_DEACTIVATED = 101
+    USER_REACTIVATED = 102
     APPROVAL_REQUESTED = 110
     APPROVAL_GRANTED = 111
     APPROVAL_REJECTED = 112
@@ -24,6 +27,17 @@ class EventType(IntEnum):
     APPROVAL_REFUSED = 114
     ROLE_GRANTED = 120
     ROLE_REVOKED = 121
+    ROLE_TEMPLATE_CREATED = 122
+    ROLE_TEMPLATE_CHANGED = 123
+    TEAM_CREATED = 130
+    TEAM_MEMBER_ADDED = 131
+    TEAM_MEMBER_REMOVED = 132
+
+    # 2xx cases: queues, cases and the explicit grants of a case
+    QUEUE_CREATED = 201
+    QUEUE_CHANGED = 202
+    CASE_ACCESS_GRANTED = 210
+    CASE_ACCESS_REVOKED = 211
 
     # 4xx keys, encryption and backups
     KEY_ROTATED = 401

@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "django_prometheus",
     "csp",
+    "guardian",
     # Floors, bottom to top: each app imports only from the ones listed before it.
     "caspix.crypto",
     "audit",
@@ -94,6 +95,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "caspix.requestcontext.UserContextMiddleware",
+    "accounts.middleware.ActivityMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -152,6 +154,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = ["accounts.backends.RoleBackend"]
+# django-guardian stores explicit case grants only. Its backend is not installed (it answers True
+# to an active superuser): object access is decided by ``Case.objects.restrict()``, and guardian's
+# anonymous user is not created.
+ANONYMOUS_USER_NAME = None
+SILENCED_SYSTEM_CHECKS = ["guardian.W001"]  # its backend is left out on purpose, as said above
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "accounts:home"
 LOGOUT_REDIRECT_URL = "accounts:login"

@@ -1,0 +1,130 @@
+"""Queues and cases, and the one door to them: ``Case.objects.restrict(user, action)``.
+
+A case is visible and workable by the members of the team owning its queue, by its assignee and
+by users granted it explicitly (a django-guardian object permission stored in a direct
+foreign-key table). Only a user holding the ``cases.work_cases`` business permission passes the
+door at all: administrators, managers and auditors reach no case, whatever else they hold, and
+Django's superuser flag adds nothing.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+from guardian.models import UserObjectPermissionBase
+from guardian.shortcuts import get_objects_for_user
+
+from accounts.models import Membership, Team
+from accounts.permissions import Perm
+
+if TYPE_CHECKING:
+    from accounts.models import User
+
+
+class Action(StrEnum):
+    """What a user wants to do with a case; each explicit grant names the widest it allows."""
+
+    VIEW = "view"
+    WORK = "work"
+
+
+# The object permissions (codenames) that open a case for each action.
+GRANTS_FOR: dict[Action, tuple[str, ...]] = {
+    Action.VIEW: ("view_case", "work_case"),
+    Action.WORK: ("work_case",),
+}
+
+
+class Queue(models.Model):
+    """A queue of cases, owned by one investigator team."""
+
+    slug = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="queues")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CaseQuerySet(models.QuerySet["Case"]):
+    def restrict(self, user: User | Any, action: Action | str) -> CaseQuerySet:
+        """The cases ``user`` may reach for ``action``; none for anyone who does not work cases."""
+        action = Action(action)
+        if not (user.is_authenticated and user.is_active and user.has_perm(Perm.WORK_CASES)):
+            return self.none()
+        in_team = Exists(Membership.objects.filter(user=user, team=OuterRef("queue__team")))
+        granted = get_objects_for_user(
+            user,
+            list(GRANTS_FOR[action]),
+            Case,
+            use_groups=False,
+            any_perm=True,
+            with_superuser=False,
+            accept_global_perms=False,
+        ).values("pk")
+        return self.filter(in_team | Q(assignee=user) | Q(pk__in=granted))
+
+
+class Case(models.Model):
+    class Status(models.TextChoices):
+        NEW = "new", "New"
+        IN_PROGRESS = "in_progress", "In progress"
+        PENDING_APPROVAL = "pending_approval", "Pending approval"
+        CLOSED = "closed", "Closed"
+
+    class Priority(models.IntegerChoices):
+        LOW = 1, "Low"
+        MEDIUM = 2, "Medium"
+        HIGH = 3, "High"
+        CRITICAL = 4, "Critical"
+
+    title = models.CharField(max_length=200)
+    queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="cases")
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="assigned_cases"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.MEDIUM)
+    opened_at = models.DateTimeField(default=timezone.now)
+
+    objects = CaseQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-priority", "opened_at"]
+        default_permissions = ()
+        permissions = [("view_case", "View the case"), ("work_case", "Work the case")]
+        indexes = [models.Index(fields=["queue", "status"], name="case_by_queue_status")]
+
+    def __str__(self) -> str:
+        return self.reference
+
+    @property
+    def reference(self) -> str:
+        return f"C-{self.pk:06d}"
+
+
+class CaseUserObjectPermission(UserObjectPermissionBase):
+    """An explicit grant of one case to one user (guardian, direct foreign key: no generic rows
+    to orphan, and a join instead of a text comparison)."""
+
+    content_object = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="grants")
+
+    class Meta(UserObjectPermissionBase.Meta):
+        verbose_name = "case grant"
+
+
+def get_case_for_user(user: User | Any, pk: int | str, action: Action | str = Action.VIEW) -> Case:
+    """The case, or 404 alike for one that does not exist and one ``user`` may not reach."""
+    from django.shortcuts import get_object_or_404
+
+    return get_object_or_404(Case.objects.restrict(user, action).select_related("queue", "assignee"), pk=pk)
