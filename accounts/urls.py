@@ -1,6 +1,6 @@
 from django.urls import path
 
-from accounts import views
+from accounts import administration, views
 
 app_name = "accounts"
 
@@ -8,5 +8,22 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("login/", views.login, name="login"),
     path("logout/", views.logout, name="logout"),
-    path("administration/", views.admin_home, name="admin_home"),
+    path("administration/", administration.users, name="admin_home"),
+    path("administration/users/new/", administration.user_new, name="user_new"),
+    path("administration/users/<str:username>/", administration.user, name="user"),
+    path("administration/users/<str:username>/roles/", administration.user_roles, name="user_roles"),
+    path("administration/users/<str:username>/active/", administration.user_active, name="user_active"),
+    path("administration/roles/", administration.roles, name="roles"),
+    path("administration/roles/new/", administration.role_new, name="role_new"),
+    path("administration/roles/<slug:slug>/", administration.role, name="role"),
+    path("administration/roles/<slug:slug>/edit/", administration.role_edit, name="role_edit"),
+    path("administration/teams/", administration.teams, name="teams"),
+    path("administration/teams/<slug:slug>/", administration.team, name="team"),
+    path(
+        "administration/teams/<slug:slug>/members/<str:username>/remove/",
+        administration.team_remove,
+        name="team_remove",
+    ),
+    path("administration/approvals/", administration.approval_list, name="approvals"),
+    path("administration/approvals/<int:pk>/", administration.approval, name="approval"),
 ]

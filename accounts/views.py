@@ -1,15 +1,12 @@
-"""Sign-in, sign-out, the landing router and the administration home."""
+"""Sign-in, sign-out and the landing router."""
 
 from __future__ import annotations
 
 from django.contrib.auth import views as auth_views
-from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 
 from accounts.context_processors import areas_for
-from accounts.models import Role, User
-from accounts.permissions import Perm
 from caspix.access import public, requires
 
 login = public(auth_views.LoginView.as_view(template_name="accounts/login.html", redirect_authenticated_user=True))
@@ -23,11 +20,3 @@ def home(request: HttpRequest) -> HttpResponse:
     if not areas:
         return render(request, "accounts/no_role.html", status=403)
     return HttpResponseRedirect(areas[0]["url"])
-
-
-@requires(Perm.MANAGE_USERS)
-def admin_home(request: HttpRequest) -> HttpResponse:
-    users = User.objects.order_by("username").prefetch_related(
-        Prefetch("roles", queryset=Role.objects.order_by("name"))
-    )
-    return render(request, "accounts/admin_home.html", {"users": users})

@@ -1,14 +1,75 @@
-"""The analysts' workspace."""
+"""The analysts' workspace: the cases of their teams' queues, each reached through the one door."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.forms import Form
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST, require_safe
 
+from accounts.administration import refused
+from accounts.models import User
 from accounts.permissions import Perm
+from cases import actions
+from cases.forms import GrantForm
+from cases.models import Action, Case, CaseUserObjectPermission, get_case_for_user
 from caspix.access import requires
+
+PAGE_SIZE = 50
 
 
 @requires(Perm.WORK_CASES)
+@require_safe
 def workspace(request: HttpRequest) -> HttpResponse:
-    return render(request, "cases/workspace.html")
+    cases = Case.objects.restrict(request.user, Action.VIEW).select_related("queue", "assignee")
+    page = Paginator(cases, PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "cases/workspace.html", {"page": page})
+
+
+def _case_page(
+    request: HttpRequest, case: Case, form: Form, status: int = 200, errors: list[str] | None = None
+) -> HttpResponse:
+    grants = CaseUserObjectPermission.objects.filter(content_object=case).select_related("user", "permission")
+    workable = Case.objects.restrict(request.user, Action.WORK).filter(pk=case.pk).exists()
+    context = {"case": case, "grants": grants, "form": form, "workable": workable, "errors": errors or []}
+    return render(request, "cases/case.html", context, status=status)
+
+
+@requires(Perm.WORK_CASES)
+@require_safe
+def case(request: HttpRequest, pk: int) -> HttpResponse:
+    return _case_page(request, get_case_for_user(request.user, pk, Action.VIEW), GrantForm())
+
+
+@requires(Perm.WORK_CASES)
+@require_POST
+def case_grant(request: HttpRequest, pk: int) -> HttpResponse:
+    subject = get_case_for_user(request.user, pk, Action.WORK)
+    form = GrantForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            actions.grant_case(subject, data["user"], data["access"], acting_user=request.user, reason=data["reason"])  # type: ignore[arg-type]
+        except ValidationError as error:
+            refused(form, error)
+        else:
+            messages.success(request, f"{subject.reference} is open to {data['user'].username}.")
+            return HttpResponseRedirect(reverse("cases:case", args=[subject.pk]))
+    return _case_page(request, subject, form, status=400)
+
+
+@requires(Perm.WORK_CASES)
+@require_POST
+def case_revoke(request: HttpRequest, pk: int, username: str) -> HttpResponse:
+    subject = get_case_for_user(request.user, pk, Action.WORK)
+    grantee = get_object_or_404(User, username=username)
+    try:
+        actions.revoke_case(subject, grantee, acting_user=request.user, reason="withdrawn from the case page")  # type: ignore[arg-type]
+    except ValidationError as error:
+        return _case_page(request, subject, GrantForm(), status=400, errors=error.messages)
+    messages.success(request, f"{grantee.username} no longer holds a grant on {subject.reference}.")
+    return HttpResponseRedirect(reverse("cases:case", args=[subject.pk]))

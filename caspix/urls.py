@@ -5,6 +5,7 @@ from django.urls import include, path
 from caspix import health, metrics
 
 urlpatterns = [
+    path("administration/queues/", include("cases.admin_urls")),
     path("", include("accounts.urls")),
     path("work/", include("cases.urls")),
     path("audit/", include("audit.urls")),

@@ -1,0 +1,124 @@
+"""The authorization matrix, as data: route, persona and ownership give the status expected.
+
+Every URL pattern of Caspix (and, when they come, every API route) has an entry here; the test
+module expands the entries into one parametrised test per cell and fails when a route is
+missing. Ownership is the acting persona's relation to the object the route names: "own"
+(assigned to them), "team" (in their team's queue), "other team", or "none" (the route names no
+object, or one that does not exist).
+
+An empty POST is what the matrix sends: a status of 400 means the door opened and the form then
+refused the empty input; 403 means the role lacks the permission; 404 means the object is out of
+reach or absent (alike, so a guessed id learns nothing); 302 for the anonymous is the way to
+sign-in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from tests.personas import PERSONAS, World
+
+ANONYMOUS = "anonymous"
+ALL = (ANONYMOUS, *PERSONAS)
+CASE_OWNERSHIPS = ("own", "team", "other team", "none")
+CASEWORK = ("analyst", "lead", "other_analyst")
+
+Expected = int | Mapping[str, int]
+Kwargs = Callable[[World, str, str], dict[str, object]]
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    method: str
+    expect: Mapping[str, Expected]
+    kwargs: Kwargs = lambda world, persona, ownership: {}
+    ownerships: tuple[str, ...] = ("none",)
+    data: Mapping[str, str] = field(default_factory=dict)
+
+    def status(self, persona: str, ownership: str) -> int:
+        expected = self.expect[persona]
+        return expected if isinstance(expected, int) else expected[ownership]
+
+
+def signed_in(default: Expected, anonymous: int = 302, **overrides: Expected) -> dict[str, Expected]:
+    """Every persona gets ``default`` unless named in ``overrides``; the anonymous go to sign-in."""
+    return {ANONYMOUS: anonymous, **dict.fromkeys(PERSONAS, default), **overrides}
+
+
+def only(allowed: Expected, *personas: str) -> dict[str, Expected]:
+    """The named personas get ``allowed``, every other signed-in one 403."""
+    return {**signed_in(403), **dict.fromkeys(personas, allowed)}
+
+
+def everyone(status: int) -> dict[str, Expected]:
+    return dict.fromkeys(ALL, status)
+
+
+def case(world: World, persona: str, ownership: str) -> dict[str, object]:
+    return {"pk": world.case_for(persona, ownership)}
+
+
+# A case worker reaches own and team cases; another team's, and a missing one, answer 404 alike.
+REACHABLE = {"own": 200, "team": 200, "other team": 404, "none": 404}
+REACHABLE_FORM = {"own": 400, "team": 400, "other team": 404, "none": 404}
+
+ADMIN = "admin"
+
+MATRIX: tuple[Entry, ...] = (
+    # --- sign-in and the landing router
+    Entry("accounts:home", "GET", signed_in(302, roleless=403)),
+    Entry("accounts:login", "GET", signed_in(302, anonymous=200)),
+    Entry("accounts:logout", "GET", everyone(405)),
+    # --- administration: users, role templates, teams, approvals, queues
+    Entry("accounts:admin_home", "GET", only(200, ADMIN)),
+    Entry("accounts:user_new", "GET", only(200, ADMIN)),
+    Entry("accounts:user_new", "POST", only(400, ADMIN)),
+    Entry("accounts:user", "GET", only(200, ADMIN), lambda w, p, o: {"username": "frank"}),
+    Entry("accounts:user_roles", "POST", only(400, ADMIN), lambda w, p, o: {"username": "frank"}),
+    Entry("accounts:user_roles", "GET", only(405, ADMIN), lambda w, p, o: {"username": "frank"}),
+    Entry("accounts:user_active", "POST", only(400, ADMIN), lambda w, p, o: {"username": "frank"}),
+    Entry("accounts:roles", "GET", only(200, ADMIN)),
+    Entry("accounts:role_new", "GET", only(200, ADMIN)),
+    Entry("accounts:role_new", "POST", only(400, ADMIN)),
+    Entry("accounts:role", "GET", only(200, ADMIN), lambda w, p, o: {"slug": "trainee"}),
+    Entry("accounts:role_edit", "POST", only(400, ADMIN), lambda w, p, o: {"slug": "trainee"}),
+    Entry("accounts:teams", "GET", only(200, ADMIN)),
+    Entry("accounts:teams", "POST", only(400, ADMIN)),
+    Entry("accounts:team", "GET", only(200, ADMIN), lambda w, p, o: {"slug": "cards"}),
+    Entry(
+        "accounts:team_remove",
+        "POST",
+        only(302, ADMIN),
+        lambda w, p, o: {"slug": "cards", "username": "bob"},
+    ),
+    Entry("accounts:approvals", "GET", only(200, ADMIN)),
+    Entry("accounts:approval", "GET", only(200, ADMIN), lambda w, p, o: {"pk": w.approval.pk}),
+    Entry("accounts:approval", "POST", only(400, ADMIN), lambda w, p, o: {"pk": w.approval.pk}),
+    Entry("queues:list", "GET", only(200, ADMIN)),
+    Entry("queues:list", "POST", only(400, ADMIN)),
+    Entry("queues:detail", "GET", only(200, ADMIN), lambda w, p, o: {"slug": "cards"}),
+    Entry("queues:move", "POST", only(400, ADMIN), lambda w, p, o: {"slug": "cards"}),
+    # --- the analysts' workspace: object-level access
+    Entry("cases:workspace", "GET", only(200, *CASEWORK)),
+    Entry("cases:case", "GET", only(REACHABLE, *CASEWORK), case, CASE_OWNERSHIPS),
+    Entry("cases:case_grant", "POST", only(REACHABLE_FORM, *CASEWORK), case, CASE_OWNERSHIPS),
+    Entry(
+        "cases:case_revoke",
+        "POST",
+        only(REACHABLE_FORM, *CASEWORK),
+        lambda w, p, o: {**case(w, p, o), "username": "frank"},
+        CASE_OWNERSHIPS,
+    ),
+    # --- dashboards and the audit area
+    Entry("reporting:dashboard", "GET", only(200, "manager")),
+    Entry("audit:home", "GET", only(200, ADMIN, "auditor")),
+    Entry("audit:events", "GET", only(200, ADMIN, "auditor")),
+    Entry("audit:event", "GET", only(200, ADMIN, "auditor"), lambda w, p, o: {"seq": w.event_seq}),
+    Entry("audit:ledger_keys", "GET", everyone(200)),
+    # --- probes: public, or gated by source address (the test client comes from loopback)
+    Entry("healthz", "GET", everyone(200)),
+    Entry("readyz", "GET", everyone(200)),
+    Entry("metrics", "GET", everyone(200)),
+)
