@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping
 
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Membership, Role, RoleAssignment, Team, User
@@ -113,7 +114,7 @@ def create_user(
 
 
 def set_active(user: User, active: bool, *, acting_user: User, reason: str) -> None:
-    """Deactivate a user (their open sessions end on their next request) or reactivate one."""
+    """Deactivate a user, ending every session they have open, or reactivate one."""
     require(acting_user, Perm.MANAGE_USERS)
     if user.pk == acting_user.pk:
         raise ValidationError("nobody deactivates or reactivates themselves")
@@ -124,7 +125,9 @@ def set_active(user: User, active: bool, *, acting_user: User, reason: str) -> N
         if user.is_active == active:
             raise ValidationError(f"{user.username} is already {'active' if active else 'inactive'}")
         user.is_active = active
-        user.save(update_fields=["is_active"])
+        if not active:
+            user.session_epoch = F("session_epoch") + 1
+        user.save(update_fields=["is_active", "session_epoch"])
         record(
             EventType.USER_REACTIVATED if active else EventType.USER_DEACTIVATED,
             actor=actor_of(acting_user),
@@ -138,15 +141,18 @@ def create_team(*, slug: str, name: str, description: str = "", acting_user: Use
     require(acting_user, Perm.MANAGE_TEAMS)
     if Team.objects.filter(slug=slug).exists() or Team.objects.filter(name__iexact=name).exists():
         raise ValidationError(f"a team named {name!r} or {slug!r} exists already")
-    with transaction.atomic(durable=True):
-        team = Team.objects.create(slug=slug, name=name, description=description)
-        record(
-            EventType.TEAM_CREATED,
-            actor=actor_of(acting_user),
-            object_type="team",
-            object_id=team.pk,
-            after={"slug": slug, "name": name},
-        )
+    try:
+        with transaction.atomic(durable=True):
+            team = Team.objects.create(slug=slug, name=name, description=description)
+            record(
+                EventType.TEAM_CREATED,
+                actor=actor_of(acting_user),
+                object_type="team",
+                object_id=team.pk,
+                after={"slug": slug, "name": name},
+            )
+    except IntegrityError as error:  # created concurrently since the check above
+        raise ValidationError(f"a team named {name!r} or {slug!r} exists already") from error
     return team
 
 

@@ -18,6 +18,7 @@ from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 from django_otp.models import Device, ThrottlingMixin, TimestampMixin
 from django_otp.oath import TOTP
 
@@ -38,12 +39,25 @@ class User(AbstractUser):
     last_activity = models.DateTimeField(
         null=True, blank=True, help_text="Last signed-in request, to the minute (for access reviews)"
     )
+    session_epoch = models.PositiveIntegerField(
+        default=0, help_text="Raised to end every open session of the user (deactivation)"
+    )
 
     class Meta:
         ordering = ["username"]
 
     def __str__(self) -> str:
         return self.username
+
+    # Sessions carry an HMAC of the password hash (Django) and of the session epoch (Caspix):
+    # raising the epoch ends every session of the user on its next request, wherever it is.
+    def _get_session_auth_hash(self, secret: str | None = None) -> str:
+        return salted_hmac(
+            "caspix.accounts.User.session_auth_hash",
+            f"{self.password}\x00{self.session_epoch}",
+            secret=secret,
+            algorithm="sha256",
+        ).hexdigest()
 
     # PermissionsMixin answers True to everything for an active superuser; Caspix asks the
     # backends for every user alike.
