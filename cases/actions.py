@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from guardian.shortcuts import assign_perm, remove_perm
 
 from accounts.actions import actor_of, require
@@ -11,22 +11,25 @@ from accounts.models import Team, User
 from accounts.permissions import Perm
 from audit.events import EventType
 from audit.ledger import record
-from cases.models import GRANTS_FOR, Action, Case, CaseUserObjectPermission, Queue
+from cases.models import CODENAME, Action, Case, CaseUserObjectPermission, Queue
 
 
 def create_queue(*, slug: str, name: str, team: Team, description: str = "", acting_user: User) -> Queue:
     require(acting_user, Perm.MANAGE_TEAMS)
     if Queue.objects.filter(slug=slug).exists() or Queue.objects.filter(name__iexact=name).exists():
         raise ValidationError(f"a queue named {name!r} or {slug!r} exists already")
-    with transaction.atomic(durable=True):
-        queue = Queue.objects.create(slug=slug, name=name, team=team, description=description)
-        record(
-            EventType.QUEUE_CREATED,
-            actor=actor_of(acting_user),
-            object_type="queue",
-            object_id=queue.pk,
-            after={"slug": slug, "name": name, "team": team.slug},
-        )
+    try:
+        with transaction.atomic(durable=True):
+            queue = Queue.objects.create(slug=slug, name=name, team=team, description=description)
+            record(
+                EventType.QUEUE_CREATED,
+                actor=actor_of(acting_user),
+                object_type="queue",
+                object_id=queue.pk,
+                after={"slug": slug, "name": name, "team": team.slug},
+            )
+    except IntegrityError as error:  # created concurrently since the check above
+        raise ValidationError(f"a queue named {name!r} or {slug!r} exists already") from error
     return queue
 
 
@@ -34,7 +37,7 @@ def move_queue(queue: Queue, team: Team, *, acting_user: User) -> None:
     """Hand a queue, and so its cases, to another team: the old one loses them at once."""
     require(acting_user, Perm.MANAGE_TEAMS)
     with transaction.atomic(durable=True):
-        queue = Queue.objects.select_for_update().select_related("team").get(pk=queue.pk)
+        queue = Queue.objects.select_for_update(of=("self",)).select_related("team").get(pk=queue.pk)
         if queue.team_id == team.pk:
             raise ValidationError(f"{queue.name} already belongs to {team.name}")
         before = queue.team.slug
@@ -63,7 +66,7 @@ def grant_case(case: Case, user: User, action: Action | str, *, acting_user: Use
         raise PermissionDenied("only someone who works the case may open it to another user")
     if not (user.is_active and user.has_perm(Perm.WORK_CASES)):
         raise ValidationError(f"{user.username} does not work cases: a case cannot be opened to them")
-    codename = GRANTS_FOR[action][-1]
+    codename = CODENAME[action]
     with transaction.atomic(durable=True):
         if CaseUserObjectPermission.objects.filter(
             user=user, content_object=case, permission__codename=codename
@@ -82,6 +85,8 @@ def grant_case(case: Case, user: User, action: Action | str, *, acting_user: Use
 
 def revoke_case(case: Case, user: User, *, acting_user: User, reason: str) -> None:
     """Withdraw every explicit grant of ``case`` to ``user``."""
+    if not reason.strip():
+        raise ValidationError("state the reason for withdrawing the grant")
     if not Case.objects.restrict(acting_user, Action.WORK).filter(pk=case.pk).exists():
         raise PermissionDenied("only someone who works the case may withdraw a grant")
     with transaction.atomic(durable=True):

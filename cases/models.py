@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Q
 from django.utils import timezone
 from guardian.models import UserObjectPermissionBase
 from guardian.shortcuts import get_objects_for_user
 
-from accounts.models import Membership, Team
+from accounts.models import Team
 from accounts.permissions import Perm
 
 if TYPE_CHECKING:
@@ -33,11 +33,31 @@ class Action(StrEnum):
     WORK = "work"
 
 
-# The object permissions (codenames) that open a case for each action.
+# The object permission (codename) an explicit grant of each action stores...
+CODENAME: dict[Action, str] = {Action.VIEW: "view_case", Action.WORK: "work_case"}
+# ...and those that open a case for each action (a work grant includes viewing).
 GRANTS_FOR: dict[Action, tuple[str, ...]] = {
     Action.VIEW: ("view_case", "work_case"),
     Action.WORK: ("work_case",),
 }
+
+
+class AnyOf(models.Func):
+    """``column = ANY(ARRAY(subquery))``: the subquery runs once, and each branch of an OR of
+    these probes its own index (PostgreSQL ORs them as bitmaps). ``column IN (subquery)`` would
+    become a join, and an OR of joins scans the whole table. Plain ``IN`` elsewhere (SQLite)."""
+
+    output_field = models.BooleanField()
+
+    def __init__(self, column: str, subquery: models.QuerySet[Any]) -> None:
+        super().__init__(models.F(column), models.Subquery(subquery))
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:  # type: ignore[override]
+        column, subquery = self.get_source_expressions()
+        column_sql, column_params = compiler.compile(column)
+        subquery_sql, subquery_params = compiler.compile(subquery)
+        template = "%s = ANY(ARRAY%s)" if connection.vendor == "postgresql" else "%s IN %s"
+        return template % (column_sql, subquery_sql), [*column_params, *subquery_params]
 
 
 class Queue(models.Model):
@@ -62,17 +82,21 @@ class CaseQuerySet(models.QuerySet["Case"]):
         action = Action(action)
         if not (user.is_authenticated and user.is_active and user.has_perm(Perm.WORK_CASES)):
             return self.none()
-        in_team = Exists(Membership.objects.filter(user=user, team=OuterRef("queue__team")))
-        granted = get_objects_for_user(
-            user,
-            list(GRANTS_FOR[action]),
-            Case,
-            use_groups=False,
-            any_perm=True,
-            with_superuser=False,
-            accept_global_perms=False,
-        ).values("pk")
-        return self.filter(in_team | Q(assignee=user) | Q(pk__in=granted))
+        team_queues = Queue.objects.filter(team__memberships__user=user).order_by().values("pk")
+        granted = (
+            get_objects_for_user(
+                user,
+                list(GRANTS_FOR[action]),
+                Case,
+                use_groups=False,
+                any_perm=True,
+                with_superuser=False,
+                accept_global_perms=False,
+            )
+            .order_by()
+            .values("pk")
+        )
+        return self.filter(AnyOf("queue_id", team_queues) | Q(assignee=user) | AnyOf("pk", granted))
 
 
 class Case(models.Model):
@@ -100,7 +124,7 @@ class Case(models.Model):
     objects = CaseQuerySet.as_manager()
 
     class Meta:
-        ordering = ["-priority", "opened_at"]
+        ordering = ["-priority", "opened_at", "pk"]  # pk: a stable order across pages
         default_permissions = ()
         permissions = [("view_case", "View the case"), ("work_case", "Work the case")]
         indexes = [models.Index(fields=["queue", "status"], name="case_by_queue_status")]
@@ -110,7 +134,12 @@ class Case(models.Model):
 
     @property
     def reference(self) -> str:
-        return f"C-{self.pk:06d}"
+        return reference_of(self.pk)
+
+
+def reference_of(pk: int) -> str:
+    """The reference people quote for a case: its number, zero-padded."""
+    return f"C-{pk:06d}"
 
 
 class CaseUserObjectPermission(UserObjectPermissionBase):
