@@ -14,7 +14,7 @@ from django.forms import Form
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST, require_safe
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from accounts import actions, approvals
 from accounts.forms import (
@@ -57,6 +57,7 @@ def users(request: HttpRequest) -> HttpResponse:
 
 
 @requires(Perm.MANAGE_USERS)
+@require_http_methods(["GET", "HEAD", "POST"])
 def user_new(request: HttpRequest) -> HttpResponse:
     form = UserCreateForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
@@ -205,6 +206,7 @@ def _request_template(request: HttpRequest, form: RoleTemplateForm, change: str)
 
 
 @requires(Perm.MANAGE_ROLES)
+@require_http_methods(["GET", "HEAD", "POST"])
 def role_new(request: HttpRequest) -> HttpResponse:
     form = RoleTemplateForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid() and _request_template(request, form, "create"):
@@ -231,6 +233,7 @@ def _teams() -> QuerySet[Team]:
 
 
 @requires(Perm.MANAGE_TEAMS)
+@require_http_methods(["GET", "HEAD", "POST"])
 def teams(request: HttpRequest) -> HttpResponse:
     form = TeamForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
@@ -255,6 +258,7 @@ def _team_page(
 
 
 @requires(Perm.MANAGE_TEAMS)
+@require_http_methods(["GET", "HEAD", "POST"])
 def team(request: HttpRequest, slug: str) -> HttpResponse:
     subject = get_object_or_404(Team, slug=slug)
     form = MemberForm(request.POST if request.method == "POST" else None)
@@ -314,6 +318,7 @@ def _shown(key: str, value: object) -> object:
 
 
 @requires(Perm.APPROVE_ACCESS_CHANGE)
+@require_http_methods(["GET", "HEAD", "POST"])
 def approval(request: HttpRequest, pk: int) -> HttpResponse:
     subject = get_object_or_404(
         ApprovalRequest.objects.select_related("maker", "decided_by"), pk=pk, kind__in=ACCESS_KINDS

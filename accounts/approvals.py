@@ -24,7 +24,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.actions import actor_of, apply_role_change, check_role_change, held_permissions
+from accounts.actions import actor_of, apply_role_change, check_role_change, held_permissions, require
 from accounts.models import ApprovalRequest, Role, RolePermission, User
 from accounts.permissions import Perm, segregation_conflict, unknown
 from audit.canonical import canonical
@@ -41,11 +41,12 @@ class ApprovalRefusedError(Exception):
 @dataclass(frozen=True)
 class Kind:
     name: str
+    maker_permission: Perm  # to ask, and still when the approval comes
     approver_permission: Perm
     validate: Callable[[Mapping[str, Any], User], None]
     execute: Callable[[ApprovalRequest, User], None]
-    # The user the change is about, if any: they may not approve it either.
-    subject: Callable[[Mapping[str, Any]], object] = lambda payload: None
+    # The users whose access the change touches: they may not approve it either.
+    subjects: Callable[[Mapping[str, Any]], set[int]] = lambda payload: set()
 
 
 KINDS: dict[str, Kind] = {}
@@ -72,6 +73,7 @@ def request_change(
 ) -> ApprovalRequest:
     """Ask for a change that another person must approve."""
     definition = _kind(kind)
+    require(acting_user, definition.maker_permission)
     if not reason.strip():
         raise ValidationError("a request for approval states its reason")
     definition.validate(payload, acting_user)
@@ -142,6 +144,7 @@ _MESSAGES = {
     "altered": "The request changed after you saw it: review it again before approving.",
     "expired": "The request has expired: the maker must ask again.",
     "decided": "The request has already been decided.",
+    "maker not allowed": "The person who asked may no longer ask for this change: it cannot be approved.",
     "no longer valid": "The change can no longer be made as requested",
 }
 
@@ -151,24 +154,36 @@ def _refusal(request: ApprovalRequest, approver: User, seen_hash: str) -> str | 
         return "decided"
     if approver.pk == request.maker_id:
         return "own request"
-    if approver.pk == _kind(request.kind).subject(request.payload):
+    kind = _kind(request.kind)
+    if approver.pk in kind.subjects(request.payload):
         return "about you"
-    if not approver.has_perm(_kind(request.kind).approver_permission):
+    if not approver.has_perm(kind.approver_permission):
         return "not allowed"
     if request.expires_at <= timezone.now():
         return "expired"
+    maker = request.maker
+    if not (maker.is_active and maker.has_perm(kind.maker_permission)):
+        return "maker not allowed"
     if not (seen_hash == request.payload_hash == payload_hash(request.kind, request.payload)):
         return "altered"
     return None
 
 
 def reject(request_id: int, *, acting_user: User, reason: str) -> ApprovalRequest:
+    """Turn a pending request down, saying why; an expired one is marked expired instead."""
+    if not reason.strip():
+        raise ValidationError("state why you reject the request")
     with transaction.atomic(durable=True):
         request = ApprovalRequest.objects.select_for_update().get(pk=request_id)
         refusal = _refusal(request, acting_user, request.payload_hash)
         if refusal in ("decided", "own request", "about you", "not allowed"):
             raise ApprovalRefusedError(_MESSAGES[refusal or "decided"].replace("approve", "reject"))
-        _decide(request, ApprovalRequest.Status.REJECTED, acting_user, reason, EventType.APPROVAL_REJECTED)
+        if refusal == "expired":
+            _decide(request, ApprovalRequest.Status.EXPIRED, None, "", EventType.APPROVAL_EXPIRED)
+        else:
+            _decide(request, ApprovalRequest.Status.REJECTED, acting_user, reason, EventType.APPROVAL_REJECTED)
+    if refusal == "expired":
+        raise ApprovalRefusedError(_MESSAGES["expired"])
     return request
 
 
@@ -229,10 +244,11 @@ def _execute_role_change(request: ApprovalRequest, approver: User) -> None:
 ROLE_CHANGE = register(
     Kind(
         "role_change",
+        Perm.MANAGE_USERS,
         Perm.APPROVE_ACCESS_CHANGE,
         _validate_role_change,
         _execute_role_change,
-        subject=lambda payload: payload.get("user"),
+        subjects=lambda payload: {payload["user"]} if isinstance(payload.get("user"), int) else set(),
     )
 )
 
@@ -315,6 +331,20 @@ def _execute_role_template(request: ApprovalRequest, approver: User) -> None:
     )
 
 
+def _holders(payload: Mapping[str, Any]) -> set[int]:
+    """Whoever holds the template now gains or loses what the edit changes."""
+    if payload.get("change") != "edit":
+        return set()
+    return set(User.objects.filter(roles__slug=payload.get("slug")).values_list("pk", flat=True))
+
+
 ROLE_TEMPLATE = register(
-    Kind("role_template", Perm.APPROVE_ACCESS_CHANGE, _validate_role_template, _execute_role_template)
+    Kind(
+        "role_template",
+        Perm.MANAGE_ROLES,
+        Perm.APPROVE_ACCESS_CHANGE,
+        _validate_role_template,
+        _execute_role_template,
+        subjects=_holders,
+    )
 )

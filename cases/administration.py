@@ -9,7 +9,7 @@ from django.forms import Form
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from accounts.administration import refused
 from accounts.permissions import Perm
@@ -20,6 +20,7 @@ from caspix.access import requires
 
 
 @requires(Perm.MANAGE_TEAMS)
+@require_http_methods(["GET", "HEAD", "POST"])
 def queues(request: HttpRequest) -> HttpResponse:
     form = QueueForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
@@ -40,6 +41,7 @@ def _queue_page(request: HttpRequest, queue: Queue, form: Form, status: int = 20
 
 
 @requires(Perm.MANAGE_TEAMS)
+@require_safe
 def queue(request: HttpRequest, slug: str) -> HttpResponse:
     subject = get_object_or_404(Queue.objects.select_related("team"), slug=slug)
     return _queue_page(request, subject, MoveQueueForm(initial={"team": subject.team}))

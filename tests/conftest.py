@@ -130,3 +130,9 @@ def openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenBao]:
             yield server
     except OpenBaoError as exc:
         pytest.fail(str(exc))
+
+
+@pytest.fixture
+def second_admin(db: None) -> User:
+    """Another administrator, to approve what ``admin`` asks for."""
+    return make_user(username="grace", roles=["admin"])

@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 import pytest
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts import approvals
 from accounts.approvals import ApprovalRefusedError, approve, expire_overdue, reject, request_change
 from accounts.models import ApprovalRequest, User
-from audit.models import PendingEvent
 from tests.factories import make_user
+from tests.recorded import events, names
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def second_admin(db: None) -> User:
-    return make_user(username="grace", roles=["admin"])
-
-
-def events() -> list[dict[str, object]]:
-    return [json.loads(bytes(body)) for body in PendingEvent.objects.order_by("id").values_list("body", flat=True)]
-
-
-def names() -> list[str]:
-    return [str(event["name"]) for event in events()]
 
 
 def overdue(request: ApprovalRequest) -> None:
@@ -180,3 +166,38 @@ def test_it_expires_in_the_background_task(admin: User, analyst: User) -> None:
 
     overdue(grant_lead(admin, analyst))
     assert expire_approvals() == 1
+
+
+def test_it_lets_only_a_user_manager_ask_for_a_role_change(analyst: User, roleless: User) -> None:
+    with pytest.raises(PermissionDenied, match=r"accounts\.manage_users"):
+        request_change(
+            "role_change", {"user": roleless.pk, "role": "lead", "change": "grant"}, acting_user=analyst, reason="me"
+        )
+    assert not ApprovalRequest.objects.exists()
+
+
+def test_it_refuses_a_request_whose_maker_was_deactivated(admin: User, second_admin: User, analyst: User) -> None:
+    request = grant_lead(admin, analyst)
+    User.objects.filter(pk=admin.pk).update(is_active=False)
+    with pytest.raises(ApprovalRefusedError, match="may no longer ask"):
+        approve(request.pk, acting_user=second_admin, seen_hash=request.payload_hash)
+    assert not analyst.roles.filter(slug="lead").exists()
+    assert names()[-1] == "APPROVAL_REFUSED"
+
+
+def test_it_marks_an_expired_request_expired_when_rejected(admin: User, second_admin: User, analyst: User) -> None:
+    request = grant_lead(admin, analyst)
+    overdue(request)
+    with pytest.raises(ApprovalRefusedError, match="expired"):
+        reject(request.pk, acting_user=second_admin, reason="too late anyway")
+    request.refresh_from_db()
+    assert request.status == "expired"
+    assert names()[-1] == "APPROVAL_EXPIRED"
+
+
+def test_it_wants_a_reason_to_reject(admin: User, second_admin: User, analyst: User) -> None:
+    request = grant_lead(admin, analyst)
+    with pytest.raises(ValidationError, match="why"):
+        reject(request.pk, acting_user=second_admin, reason="")
+    request.refresh_from_db()
+    assert request.status == "pending"

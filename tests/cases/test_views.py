@@ -1,0 +1,278 @@
+"""The analysts' workspace, the case page with its grants, and the queue administration pages."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import escape
+from guardian.shortcuts import assign_perm
+
+from accounts.models import Team
+from audit.models import PendingEvent
+from cases.models import Action, Case, CaseUserObjectPermission, Queue
+from cases.views import PAGE_SIZE
+from tests.conftest import client_for
+from tests.personas import MISSING_PK, World, build_world
+
+pytestmark = pytest.mark.django_db
+
+WORKSPACE = reverse("cases:workspace")
+QUEUES = reverse("queues:list")
+
+
+@pytest.fixture
+def world(db: None) -> World:
+    return build_world()
+
+
+def case_url(case: Case | int) -> str:
+    return reverse("cases:case", args=[case if isinstance(case, int) else case.pk])
+
+
+def add_team_cases(world: World, count: int) -> None:
+    """``count`` more cases in the card-fraud queue, each opened at its own minute."""
+    start = Case.objects.count()
+    now = timezone.now()
+    Case.objects.bulk_create(
+        Case(title=f"bulk {n}", queue=world.queues["cards"], opened_at=now - timedelta(minutes=n))
+        for n in range(start, start + count)
+    )
+
+
+def listed(client: Client, page: int = 1) -> list[int]:
+    response = client.get(WORKSPACE, {"page": page})
+    assert response.status_code == 200
+    return [case.pk for case in response.context["page"].object_list]
+
+
+def queries_for(client: Client, url: str) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url)
+    assert response.status_code == 200
+    return len(queries)
+
+
+def without_per_response_tokens(html: bytes) -> str:
+    """The page with its CSP nonce and masked CSRF tokens, which change on every response, blanked."""
+    text = html.decode()
+    text = re.sub(r'nonce="[^"]*"', 'nonce=""', text)
+    text = re.sub(r'"X-CSRFToken": "[^"]*"', '"X-CSRFToken": ""', text)
+    return re.sub(r'name="csrfmiddlewaretoken" value="[^"]*"', 'name="csrfmiddlewaretoken" value=""', text)
+
+
+# --- the workspace --------------------------------------------------------------------------------
+
+
+def test_it_lists_exactly_the_cases_the_user_reaches(world: World) -> None:
+    bob = world.users["analyst"]
+    client = client_for(bob)
+    reachable = set(Case.objects.restrict(bob, Action.VIEW).values_list("pk", flat=True))
+    assert set(listed(client)) == reachable
+    html = client.get(WORKSPACE).content.decode()
+    for ownership in ("own", "team"):
+        assert world.cases["analyst"][ownership].reference in html
+    for case in (world.cases["analyst"]["other team"], world.cases["other_analyst"]["team"]):
+        assert case.reference not in html
+        assert case_url(case) not in html
+
+
+def test_it_lists_a_case_granted_to_the_user(world: World) -> None:
+    bob = world.users["analyst"]
+    case = world.cases["analyst"]["other team"]
+    assign_perm("cases.view_case", bob, case)
+    assert case.pk in listed(client_for(bob))
+
+
+def test_it_tells_a_user_with_no_case_so(world: World) -> None:
+    Case.objects.all().delete()
+    response = client_for(world.users["analyst"]).get(WORKSPACE)
+    assert "There are no cases in your queues." in response.content.decode()
+
+
+def test_it_paginates_the_workspace_at_fifty(world: World) -> None:
+    add_team_cases(world, 60)
+    bob = world.users["analyst"]
+    reachable = list(Case.objects.restrict(bob, Action.VIEW).values_list("pk", flat=True))
+    assert PAGE_SIZE == 50
+    assert len(reachable) > PAGE_SIZE
+    client = client_for(bob)
+    first, second = listed(client, 1), listed(client, 2)
+    assert len(first) == PAGE_SIZE
+    assert len(second) == len(reachable) - PAGE_SIZE
+    assert first + second == reachable  # most urgent first, nothing twice, nothing left out
+    html = client.get(WORKSPACE, {"page": 2}).content.decode()
+    assert "Page 2 of 2" in html
+    assert 'href="?page=1"' in html
+    assert listed(client, 99) == second  # past the end: the last page
+
+
+def test_it_lists_the_workspace_in_a_constant_number_of_queries(world: World) -> None:
+    client = client_for(world.users["analyst"])
+    client.get(WORKSPACE)  # the activity middleware writes last_activity at most once a minute
+    few = queries_for(client, WORKSPACE)
+    add_team_cases(world, 80)
+    many = queries_for(client, WORKSPACE)
+    # session, user, permissions, the paginator's count, the page of cases with queue and assignee
+    assert few == many == 5
+
+
+# --- the case page --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ownership", ["own", "team"])
+def test_it_shows_a_case_the_user_reaches(world: World, ownership: str) -> None:
+    case = world.cases["analyst"][ownership]
+    response = client_for(world.users["analyst"]).get(case_url(case))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert escape(f"{case.reference}: {case.title}") in html
+    assert "Open the case to another user" in html  # bob works it
+
+
+def test_it_shows_a_view_grant_without_the_grant_form(world: World) -> None:
+    bob = world.users["analyst"]
+    case = world.cases["analyst"]["other team"]
+    assign_perm("cases.view_case", bob, case)
+    response = client_for(bob).get(case_url(case))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Open the case to another user" not in html
+    assert "View the case" in html  # bob's own grant, listed
+
+
+def test_it_answers_404_alike_for_another_teams_case_and_a_missing_one(world: World) -> None:
+    client = client_for(world.users["analyst"])
+    client.get(WORKSPACE)
+    unreachable = client.get(case_url(world.cases["analyst"]["other team"]))
+    missing = client.get(case_url(MISSING_PK))
+    assert unreachable.status_code == missing.status_code == 404
+    assert [t.name for t in unreachable.templates] == [t.name for t in missing.templates] == ["404.html", "base.html"]
+    assert without_per_response_tokens(unreachable.content) == without_per_response_tokens(missing.content)
+    assert world.cases["analyst"]["other team"].title not in unreachable.content.decode()
+
+
+def test_it_opens_a_case_to_another_analyst_and_withdraws_it(world: World) -> None:
+    bob, oscar = world.users["analyst"], world.users["other_analyst"]
+    case = world.cases["analyst"]["team"]
+    granter, grantee = client_for(bob), client_for(oscar)
+    assert grantee.get(case_url(case)).status_code == 404
+
+    response = granter.post(
+        reverse("cases:case_grant", args=[case.pk]), {"user": "oscar", "access": "work", "reason": "AML angle"}
+    )
+    assert response.status_code == 302
+    assert response["Location"] == case_url(case)
+    assert grantee.get(case_url(case)).status_code == 200
+    page = granter.get(case_url(case)).content.decode()
+    assert f"{case.reference} is open to oscar." in page
+    assert reverse("cases:case_revoke", args=[case.pk, "oscar"]) in page
+
+    response = granter.post(reverse("cases:case_revoke", args=[case.pk, "oscar"]))
+    assert response.status_code == 302
+    assert response["Location"] == case_url(case)
+    assert grantee.get(case_url(case)).status_code == 404
+    assert not CaseUserObjectPermission.objects.exists()
+    assert PendingEvent.objects.count() == 2  # one grant, one revocation
+
+
+def test_it_answers_400_to_a_grant_without_a_reason(world: World) -> None:
+    case = world.cases["analyst"]["team"]
+    response = client_for(world.users["analyst"]).post(
+        reverse("cases:case_grant", args=[case.pk]), {"user": "oscar", "access": "work", "reason": ""}
+    )
+    assert response.status_code == 400
+    assert response.context["form"].errors["reason"] == ["This field is required."]
+    assert 'class="errorlist"' in response.content.decode()
+    assert not CaseUserObjectPermission.objects.exists()
+    assert not PendingEvent.objects.exists()
+
+
+def test_it_answers_400_naming_a_grantee_who_does_not_work_cases(world: World) -> None:
+    case = world.cases["analyst"]["team"]
+    response = client_for(world.users["analyst"]).post(
+        reverse("cases:case_grant", args=[case.pk]), {"user": "dana", "access": "view", "reason": "a second look"}
+    )
+    assert response.status_code == 400
+    assert "dana does not work cases" in response.content.decode()
+    assert not CaseUserObjectPermission.objects.exists()
+
+
+def test_it_answers_400_to_withdrawing_a_grant_not_held(world: World) -> None:
+    case = world.cases["analyst"]["team"]
+    response = client_for(world.users["analyst"]).post(reverse("cases:case_revoke", args=[case.pk, "oscar"]))
+    assert response.status_code == 400
+    assert f"oscar holds no grant on {case.reference}" in response.content.decode()
+
+
+def test_it_answers_404_to_a_grant_on_a_case_out_of_reach(world: World) -> None:
+    case = world.cases["analyst"]["other team"]
+    response = client_for(world.users["analyst"]).post(
+        reverse("cases:case_grant", args=[case.pk]), {"user": "charlie", "access": "work", "reason": "mine now"}
+    )
+    assert response.status_code == 404
+    assert not CaseUserObjectPermission.objects.exists()
+
+
+# --- queue administration -------------------------------------------------------------------------
+
+
+def test_it_creates_a_queue_from_the_list_page(world: World) -> None:
+    client = client_for(world.users["admin"])
+    data = {"slug": "wires", "name": "Wire fraud", "team": "aml", "description": "SWIFT alerts"}
+    response = client.post(QUEUES, data)
+    assert response.status_code == 302
+    assert response["Location"] == QUEUES
+    queue = Queue.objects.get(slug="wires")
+    assert (queue.name, queue.team, queue.description) == ("Wire fraud", world.teams["aml"], "SWIFT alerts")
+    html = client.get(QUEUES).content.decode()
+    assert "The queue Wire fraud was created for Anti-money laundering." in html
+    assert reverse("queues:detail", args=["wires"]) in html
+
+
+def test_it_answers_400_naming_a_queue_that_exists(world: World) -> None:
+    data = {"slug": "cards-2", "name": "Card fraud queue", "team": "aml"}
+    response = client_for(world.users["admin"]).post(QUEUES, data)
+    assert response.status_code == 400
+    assert escape("a queue named 'Card fraud queue' or 'cards-2' exists already") in response.content.decode()
+    assert Queue.objects.count() == 2
+
+
+def test_it_moves_a_queue_to_another_team(world: World) -> None:
+    client = client_for(world.users["admin"])
+    response = client.post(reverse("queues:move", args=["cards"]), {"team": "aml"})
+    assert response.status_code == 302
+    assert response["Location"] == reverse("queues:detail", args=["cards"])
+    assert Queue.objects.get(slug="cards").team == world.teams["aml"]
+    page = client.get(reverse("queues:detail", args=["cards"])).content.decode()
+    assert "Card fraud queue now belongs to Anti-money laundering." in page
+    # the cards team's members lost the queue's cases at once
+    assert client_for(world.users["analyst"]).get(case_url(world.cases["analyst"]["team"])).status_code == 404
+
+
+def test_it_answers_400_to_a_move_to_the_same_team(world: World) -> None:
+    response = client_for(world.users["admin"]).post(reverse("queues:move", args=["cards"]), {"team": "cards"})
+    assert response.status_code == 400
+    assert "Card fraud queue already belongs to Card fraud" in response.content.decode()
+
+
+def test_it_lists_the_queues_in_a_constant_number_of_queries(world: World) -> None:
+    client = client_for(world.users["admin"])
+    client.get(QUEUES)  # the activity middleware writes last_activity at most once a minute
+    few = queries_for(client, QUEUES)
+    for n in range(20):
+        team = Team.objects.create(slug=f"team-{n}", name=f"Team {n}")
+        queue = Queue.objects.create(slug=f"queue-{n}", name=f"Queue {n}", team=team)
+        Case.objects.create(title=f"case {n}", queue=queue)
+    many = queries_for(client, QUEUES)
+    # session, user, permissions, the ledger's integrity banner, the queues with their team and
+    # size, and the teams of the creation form
+    assert few == many == 6
+    html = client.get(QUEUES).content.decode()
+    assert "Queue 19" in html
