@@ -39,6 +39,7 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed-runtime
 demo: $(VENV)/.installed-runtime
 	$(DEMO_ENV) $(PY) manage.py migrate --noinput --verbosity 0
 	$(DEMO_ENV) $(PY) manage.py seed_demo
+	$(DEMO_ENV) $(PY) manage.py seed_demo_cases
 	@echo "Caspix (demo) on http://127.0.0.1:$(PORT)/ — Ctrl-C stops it"
 	$(DEMO_ENV) exec $(VENV)/bin/gunicorn caspix.wsgi:application --config deploy/gunicorn.conf.py \
 		--bind 127.0.0.1:$(PORT) --workers 2

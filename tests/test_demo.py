@@ -21,6 +21,15 @@ def demo_env(tmp_path: Path) -> dict[str, str]:
     return {**clean, "CASPIX_ENV": "demo", "CASPIX_VAR_DIR": str(tmp_path / "var")}
 
 
+REACH = """
+from accounts.models import User
+from cases.models import Case
+for name in ("analyst", "lead", "admin"):
+    print(f"{name}={Case.objects.restrict(User.objects.get(username=name), 'work').count()}")
+print(f"total={Case.objects.count()}")
+"""
+
+
 def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "manage.py", *args]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=True)
@@ -34,6 +43,11 @@ def test_it_migrates_seeds_and_serves_the_login_page(demo_env: dict[str, str], t
     assert all(u["password"] in seeded.stdout for u in users)
     assert (tmp_path / "var" / "caspix.sqlite3").exists()
     assert (tmp_path / "var" / "secret_key").stat().st_mode & 0o777 == 0o600
+    manage(demo_env, "seed_demo_cases")
+    manage(demo_env, "seed_demo_cases")  # idempotent
+    reach = manage(demo_env, "shell", "--verbosity", "0", "-c", REACH).stdout.split()
+    # On SQLite too, the analyst sees the card-fraud queue's cases only, and the admin none.
+    assert reach == ["analyst=4", "lead=4", "admin=0", "total=6"]
 
     with gunicorn_process(demo_env, settings="caspix.settings") as client:
         login = client("/login/")

@@ -1,4 +1,5 @@
-"""Create one demo user per shipped role; refused outside the embedded default.
+"""Create one demo user per shipped role, and the card-fraud team of the analyst and the lead;
+refused outside the embedded default.
 
 Idempotent: a second run keeps the users and passwords it finds in ``var/demo-users.json``.
 """
@@ -14,9 +15,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from accounts.models import Role, RoleAssignment, User
+from accounts.models import Membership, Role, RoleAssignment, Team, User
 
 DEMO_ROLES = ("admin", "analyst", "lead", "manager", "auditor")
+DEMO_TEAM_MEMBERS = ("analyst", "lead")
 
 
 class Command(BaseCommand):
@@ -36,6 +38,9 @@ class Command(BaseCommand):
                     user.set_password(password)
                     user.save(update_fields=["password"])
                 RoleAssignment.objects.get_or_create(user=user, role=role)
+                if slug in DEMO_TEAM_MEMBERS:
+                    team, _ = Team.objects.get_or_create(slug="card-fraud", defaults={"name": "Card fraud"})
+                    Membership.objects.get_or_create(team=team, user=user)
                 credentials.append({"username": slug, "password": password, "role": role.name})
         self._write(credentials)
         width = max(len(c["username"]) for c in credentials)
