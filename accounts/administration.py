@@ -8,6 +8,7 @@ changes and every role-template change leave as four-eyes requests, not as chang
 from __future__ import annotations
 
 from django.contrib import messages
+from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Prefetch, QuerySet
 from django.forms import Form
@@ -49,9 +50,11 @@ def redirect(name: str, *args: object) -> HttpResponseRedirect:
 @requires(Perm.MANAGE_USERS)
 @require_safe
 def users(request: HttpRequest) -> HttpResponse:
-    listing = User.objects.order_by("username").prefetch_related(
-        Prefetch("roles", queryset=Role.objects.order_by("name")),
-        Prefetch("teams", queryset=Team.objects.order_by("name")),
+    listing = (
+        User.objects.restrict(request.user, "manage")
+        .order_by("username")
+        .prefetch_related(Prefetch("roles", queryset=Role.objects.restrict(request.user, "view").order_by("name")))
+        .prefetch_related(Prefetch("teams", queryset=Team.objects.restrict(request.user, "view").order_by("name")))
     )
     return render(request, "accounts/admin_home.html", {"users": listing})
 
@@ -74,13 +77,15 @@ def user_new(request: HttpRequest) -> HttpResponse:
 def _user_page(request: HttpRequest, user: User, role_form: Form, active_form: Form, status: int = 200) -> HttpResponse:
     history = role_history([user.pk]).get(user.pk, [])
     names = dict(
-        User.objects.filter(pk__in={c.maker_id for c in history} | {c.approver_id for c in history}).values_list(
-            "pk", "username"
-        )
+        User.objects.restrict(request.user, "view")
+        .filter(pk__in={c.maker_id for c in history} | {c.approver_id for c in history})
+        .values_list("pk", "username")
     )
-    pending = ApprovalRequest.objects.filter(
-        kind="role_change", status=ApprovalRequest.Status.PENDING, payload__user=user.pk
-    ).select_related("maker")
+    pending = (
+        ApprovalRequest.objects.restrict(request.user, "view")
+        .filter(kind="role_change", status=ApprovalRequest.Status.PENDING, payload__user=user.pk)
+        .select_related("maker")
+    )
     context = {
         "subject": user,
         "roles": user.roles.prefetch_related("grants"),
@@ -99,15 +104,15 @@ def _user_page(request: HttpRequest, user: User, role_form: Form, active_form: F
 @requires(Perm.MANAGE_USERS)
 @require_safe
 def user(request: HttpRequest, username: str) -> HttpResponse:
-    subject = get_object_or_404(User, username=username)
-    return _user_page(request, subject, RoleChangeForm(), ActiveForm())
+    subject = get_object_or_404(User.objects.restrict(request.user, "manage"), username=username)
+    return _user_page(request, subject, RoleChangeForm(user=request.user), ActiveForm())
 
 
 @requires(Perm.MANAGE_USERS)
 @require_POST
 def user_roles(request: HttpRequest, username: str) -> HttpResponse:
-    subject = get_object_or_404(User, username=username)
-    form = RoleChangeForm(request.POST)
+    subject = get_object_or_404(User.objects.restrict(request.user, "manage"), username=username)
+    form = RoleChangeForm(request.POST, user=request.user)
     if form.is_valid():
         role: Role = form.cleaned_data["role"]
         change: str = form.cleaned_data["change"]
@@ -133,7 +138,7 @@ def user_roles(request: HttpRequest, username: str) -> HttpResponse:
 @requires(Perm.MANAGE_USERS)
 @require_POST
 def user_active(request: HttpRequest, username: str) -> HttpResponse:
-    subject = get_object_or_404(User, username=username)
+    subject = get_object_or_404(User.objects.restrict(request.user, "manage"), username=username)
     form = ActiveForm(request.POST)
     if form.is_valid():
         try:
@@ -144,7 +149,7 @@ def user_active(request: HttpRequest, username: str) -> HttpResponse:
         else:
             messages.success(request, f"{subject.username} is {'active' if activate else 'deactivated'}.")
             return redirect("accounts:user", subject.username)
-    return _user_page(request, subject, RoleChangeForm(), form, status=400)
+    return _user_page(request, subject, RoleChangeForm(user=request.user), form, status=400)
 
 
 # --- role templates -------------------------------------------------------------------------------
@@ -153,7 +158,9 @@ def user_active(request: HttpRequest, username: str) -> HttpResponse:
 @requires(Perm.MANAGE_ROLES)
 @require_safe
 def roles(request: HttpRequest) -> HttpResponse:
-    listing = Role.objects.prefetch_related("grants").annotate(holders=Count("assignments"))
+    listing = (
+        Role.objects.restrict(request.user, "view").prefetch_related("grants").annotate(holders=Count("assignments"))
+    )
     return render(request, "accounts/roles.html", {"roles": listing, "descriptions": _descriptions()})
 
 
@@ -164,7 +171,7 @@ def _descriptions() -> dict[str, str]:
 @requires(Perm.MANAGE_ROLES)
 @require_safe
 def role(request: HttpRequest, slug: str) -> HttpResponse:
-    template = get_object_or_404(Role.objects.prefetch_related("grants"), slug=slug)
+    template = get_object_or_404(Role.objects.restrict(request.user, "view").prefetch_related("grants"), slug=slug)
     form = None
     if not template.builtin:
         initial = {**_fields_of(template), "permissions": template.permissions()}
@@ -217,7 +224,7 @@ def role_new(request: HttpRequest) -> HttpResponse:
 @requires(Perm.MANAGE_ROLES)
 @require_POST
 def role_edit(request: HttpRequest, slug: str) -> HttpResponse:
-    template = get_object_or_404(Role, slug=slug, builtin=False)
+    template = get_object_or_404(Role.objects.restrict(request.user, "manage"), slug=slug, builtin=False)
     form = RoleTemplateForm(request.POST, initial=_fields_of(template))
     form.fields["slug"].disabled = True  # the slug is fixed: the posted one is ignored
     if form.is_valid() and _request_template(request, form, "edit"):
@@ -228,8 +235,8 @@ def role_edit(request: HttpRequest, slug: str) -> HttpResponse:
 # --- teams ----------------------------------------------------------------------------------------
 
 
-def _teams() -> QuerySet[Team]:
-    return Team.objects.annotate(size=Count("memberships")).order_by("name")
+def _teams(user: User | AnonymousUser) -> QuerySet[Team]:
+    return Team.objects.restrict(user, "view").annotate(size=Count("memberships")).order_by("name")
 
 
 @requires(Perm.MANAGE_TEAMS)
@@ -245,14 +252,18 @@ def teams(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"The team {team.name} was created.")
             return redirect("accounts:team", team.slug)
     status = 400 if form.errors else 200
-    return render(request, "accounts/teams.html", {"teams": _teams(), "form": form}, status=status)
+    return render(request, "accounts/teams.html", {"teams": _teams(request.user), "form": form}, status=status)
 
 
 def _team_page(
     request: HttpRequest, team: Team, form: Form, status: int = 200, errors: list[str] | None = None
 ) -> HttpResponse:
-    members = Membership.objects.filter(team=team).select_related("user").order_by("user__username")
-    form.fields["user"].queryset = User.objects.filter(is_active=True).exclude(memberships__team=team)  # type: ignore[attr-defined]
+    members = (
+        Membership.objects.restrict(request.user, "view")
+        .filter(team=team)
+        .select_related("user")
+        .order_by("user__username")
+    )
     context = {"team": team, "members": members, "form": form, "errors": errors or []}
     return render(request, "accounts/team.html", context, status=status)
 
@@ -260,8 +271,8 @@ def _team_page(
 @requires(Perm.MANAGE_TEAMS)
 @require_http_methods(["GET", "HEAD", "POST"])
 def team(request: HttpRequest, slug: str) -> HttpResponse:
-    subject = get_object_or_404(Team, slug=slug)
-    form = MemberForm(request.POST if request.method == "POST" else None)
+    subject = get_object_or_404(Team.objects.restrict(request.user, "manage"), slug=slug)
+    form = MemberForm(request.POST if request.method == "POST" else None, user=request.user, team=subject)
     if request.method == "POST" and form.is_valid():
         try:
             actions.add_members(subject, [form.cleaned_data["user"]], acting_user=request.user)  # type: ignore[arg-type]
@@ -276,12 +287,14 @@ def team(request: HttpRequest, slug: str) -> HttpResponse:
 @requires(Perm.MANAGE_TEAMS)
 @require_POST
 def team_remove(request: HttpRequest, slug: str, username: str) -> HttpResponse:
-    subject = get_object_or_404(Team, slug=slug)
-    member = get_object_or_404(User, username=username)
+    subject = get_object_or_404(Team.objects.restrict(request.user, "manage"), slug=slug)
+    member = get_object_or_404(User.objects.restrict(request.user, "manage"), username=username)
     try:
         actions.remove_member(subject, member, acting_user=request.user)  # type: ignore[arg-type]
     except ValidationError as error:
-        return _team_page(request, subject, MemberForm(), status=400, errors=error.messages)
+        return _team_page(
+            request, subject, MemberForm(user=request.user, team=subject), status=400, errors=error.messages
+        )
     messages.success(request, f"{member.username} left {subject.name}.")
     return redirect("accounts:team", subject.slug)
 
@@ -292,7 +305,11 @@ def team_remove(request: HttpRequest, slug: str, username: str) -> HttpResponse:
 @requires(Perm.APPROVE_ACCESS_CHANGE)
 @require_safe
 def approval_list(request: HttpRequest) -> HttpResponse:
-    requests = ApprovalRequest.objects.filter(kind__in=ACCESS_KINDS).select_related("maker", "decided_by")
+    requests = (
+        ApprovalRequest.objects.restrict(request.user, "view")
+        .filter(kind__in=ACCESS_KINDS)
+        .select_related("maker", "decided_by")
+    )
     pending = requests.filter(status=ApprovalRequest.Status.PENDING).order_by("expires_at")
     decided = requests.exclude(status=ApprovalRequest.Status.PENDING).order_by("-decided_at")[:50]
     return render(request, "accounts/approvals.html", {"pending": pending, "decided": decided})
@@ -303,14 +320,14 @@ def _approval_page(request: HttpRequest, subject: ApprovalRequest, form: Form, s
         "approval": subject,
         "form": form,
         "own": subject.maker_id == request.user.pk,
-        "payload": [(key, _shown(key, value)) for key, value in sorted(subject.payload.items())],
+        "payload": [(key, _shown(request.user, key, value)) for key, value in sorted(subject.payload.items())],
     }
     return render(request, "accounts/approval.html", context, status=status)
 
 
-def _shown(key: str, value: object) -> object:
+def _shown(user: User | AnonymousUser, key: str, value: object) -> object:
     if key == "user" and isinstance(value, int):
-        username = User.objects.filter(pk=value).values_list("username", flat=True).first()
+        username = User.objects.restrict(user, "view").filter(pk=value).values_list("username", flat=True).first()
         return f"{username or 'unknown user'} (id {value})"
     if isinstance(value, list):
         return ", ".join(map(str, value))
@@ -321,7 +338,9 @@ def _shown(key: str, value: object) -> object:
 @require_http_methods(["GET", "HEAD", "POST"])
 def approval(request: HttpRequest, pk: int) -> HttpResponse:
     subject = get_object_or_404(
-        ApprovalRequest.objects.select_related("maker", "decided_by"), pk=pk, kind__in=ACCESS_KINDS
+        ApprovalRequest.objects.restrict(request.user, "view").select_related("maker", "decided_by"),
+        pk=pk,
+        kind__in=ACCESS_KINDS,
     )
     if request.method != "POST":
         return _approval_page(request, subject, DecisionForm(initial={"seen_hash": subject.payload_hash}))

@@ -6,7 +6,7 @@ from typing import Any
 
 from django import forms
 
-from accounts.models import Role, User
+from accounts.models import Role, Team, User
 from accounts.permissions import DESCRIPTIONS, Perm
 
 
@@ -32,12 +32,26 @@ class UserCreateForm(forms.Form):
     )
 
 
-class RoleChangeForm(forms.Form):
-    role = forms.ModelChoiceField(queryset=Role.objects.all(), to_field_name="slug", empty_label=None)
+class RestrictedChoicesForm(forms.Form):
+    """A form whose choices of objects come through ``restrict()`` for the user filling it in."""
+
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.restrict(user)
+
+    def restrict(self, user: Any) -> None:
+        raise NotImplementedError
+
+
+class RoleChangeForm(RestrictedChoicesForm):
+    role = forms.ModelChoiceField(queryset=Role.objects.none(), to_field_name="slug", empty_label=None)
     change = forms.ChoiceField(choices=[("grant", "Grant"), ("revoke", "Revoke")])
     reason = ReasonField(
         help_text="A privileged role (one that administers or approves) waits for a second administrator."
     )
+
+    def restrict(self, user: Any) -> None:
+        self.fields["role"].queryset = Role.objects.restrict(user, "view")  # type: ignore[attr-defined]
 
 
 class ActiveForm(forms.Form):
@@ -62,10 +76,16 @@ class TeamForm(forms.Form):
     description = forms.CharField(max_length=1000, required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
 
-class MemberForm(forms.Form):
-    user = forms.ModelChoiceField(
-        queryset=User.objects.filter(is_active=True), to_field_name="username", empty_label="Choose a user"
-    )
+class MemberForm(RestrictedChoicesForm):
+    user = forms.ModelChoiceField(queryset=User.objects.none(), to_field_name="username", empty_label="Choose a user")
+
+    def __init__(self, *args: Any, user: Any, team: Team, **kwargs: Any) -> None:
+        self.team = team
+        super().__init__(*args, user=user, **kwargs)
+
+    def restrict(self, user: Any) -> None:
+        people = User.objects.restrict(user, "view").filter(is_active=True).exclude(memberships__team=self.team)
+        self.fields["user"].queryset = people  # type: ignore[attr-defined]
 
 
 class DecisionForm(forms.Form):

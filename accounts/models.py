@@ -11,12 +11,14 @@ import secrets
 import time
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib import auth
+from django.contrib.auth import models as auth_models
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django_otp.models import Device, ThrottlingMixin, TimestampMixin
@@ -24,6 +26,28 @@ from django_otp.oath import TOTP
 
 from accounts.permissions import DESCRIPTIONS, PRIVILEGED, Perm
 from caspix.crypto.fields import EncryptedTextField
+from caspix.gates import GatedQuerySet
+
+# Who may list these objects, by action; see caspix.access.GatedQuerySet.
+REVIEWERS = (Perm.VIEW_ACCESS_REVIEW, Perm.SIGN_OFF_ACCESS_REVIEW)
+
+
+class UserQuerySet(GatedQuerySet["User"]):
+    gates = {
+        "view": (Perm.MANAGE_USERS, Perm.MANAGE_TEAMS, Perm.MANAGE_ROLES),
+        "manage": (Perm.MANAGE_USERS,),
+        "review": REVIEWERS,
+        # A case worker picks the colleague to open a case to (the view keeps case workers only).
+        "colleague": (Perm.WORK_CASES,),
+    }
+
+
+class UserManager(auth_models.UserManager["User"]):
+    def get_queryset(self) -> UserQuerySet:
+        return UserQuerySet(self.model, using=self._db)
+
+    def restrict(self, user: Any, action: str) -> UserQuerySet:
+        return self.get_queryset().restrict(user, action)
 
 
 class User(AbstractUser):
@@ -42,6 +66,8 @@ class User(AbstractUser):
     session_epoch = models.PositiveIntegerField(
         default=0, help_text="Raised to end every open session of the user (deactivation)"
     )
+
+    objects: ClassVar[UserManager] = UserManager()
 
     class Meta:
         ordering = ["username"]
@@ -79,6 +105,10 @@ class User(AbstractUser):
         )
 
 
+class RoleQuerySet(GatedQuerySet["Role"]):
+    gates = {"view": (Perm.MANAGE_ROLES, Perm.MANAGE_USERS), "manage": (Perm.MANAGE_ROLES,), "review": REVIEWERS}
+
+
 class Role(models.Model):
     """A role template: a named set of business permissions."""
 
@@ -86,6 +116,8 @@ class Role(models.Model):
     name = models.CharField(max_length=100, unique=True)
     description = models.TextField(blank=True)
     builtin = models.BooleanField(default=False, help_text="Shipped with Caspix")
+
+    objects = RoleQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -131,6 +163,10 @@ class RoleAssignment(models.Model):
         return f"{self.user_id} as {self.role_id}"
 
 
+class TeamQuerySet(GatedQuerySet["Team"]):
+    gates = {"view": (Perm.MANAGE_TEAMS, Perm.MANAGE_USERS), "manage": (Perm.MANAGE_TEAMS,), "review": REVIEWERS}
+
+
 class Team(models.Model):
     """An investigator team: its members work the cases of the queues it owns."""
 
@@ -142,6 +178,8 @@ class Team(models.Model):
         User, through="Membership", related_name="teams", blank=True
     )
 
+    objects = TeamQuerySet.as_manager()
+
     class Meta:
         ordering = ["name"]
 
@@ -149,10 +187,16 @@ class Team(models.Model):
         return self.name
 
 
+class MembershipQuerySet(GatedQuerySet["Membership"]):
+    gates = {"view": (Perm.MANAGE_TEAMS, Perm.MANAGE_USERS), "review": REVIEWERS}
+
+
 class Membership(models.Model):
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
     added_at = models.DateTimeField(default=timezone.now)
+
+    objects = MembershipQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["team", "user"], name="membership_unique")]
@@ -226,6 +270,20 @@ class TOTPDevice(TimestampMixin, ThrottlingMixin, Device):
         return 1  # seconds, doubling with each consecutive failure
 
 
+class ApprovalQuerySet(models.QuerySet["ApprovalRequest"]):
+    def restrict(self, user: User | Any, action: str) -> ApprovalQuerySet:
+        """``decide``: the requests of the kinds ``user`` may approve; ``view``: those and the
+        ones they made. Nothing for anyone else."""
+        from accounts.approvals import KINDS  # the kinds register themselves there
+
+        if action not in ("view", "decide"):
+            raise ValueError(f"ApprovalRequest has no action {action!r}: decide, view")
+        if not (user.is_authenticated and user.is_active):
+            return self.none()
+        decidable = Q(kind__in=[name for name, kind in KINDS.items() if user.has_perm(kind.approver_permission)])
+        return self.filter(decidable | Q(maker=user) if action == "view" else decidable)
+
+
 class ApprovalRequest(models.Model):
     """A change that a second, authorised person must approve before it happens (four-eyes).
 
@@ -253,6 +311,8 @@ class ApprovalRequest(models.Model):
     )
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_reason = models.TextField(blank=True)
+
+    objects = ApprovalQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

@@ -13,13 +13,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 from django.utils import timezone
+
+from caspix.gates import GatedQuerySet
+
+
+class LedgerQuerySet(GatedQuerySet[Any]):
+    """The ledger's rows open to its readers (a permission named by string: audit imports no app)."""
+
+    gates = {"view": ("audit.view_ledger",)}
 
 
 class PendingEvent(models.Model):
     body = models.BinaryField()
     recorded_at = models.DateTimeField(default=timezone.now)
+
+    objects = LedgerQuerySet.as_manager()
 
     class Meta:
         db_table = "audit_pending"
@@ -41,6 +53,8 @@ class Event(models.Model):
     actor_id = models.BigIntegerField(null=True, db_index=True)
     object_type = models.CharField(max_length=64, blank=True)
     object_id = models.CharField(max_length=64, blank=True)
+
+    objects = LedgerQuerySet.as_manager()
 
     class Meta:
         db_table = "audit_event"
@@ -71,6 +85,8 @@ class Checkpoint(models.Model):
     note = models.TextField(help_text="the signed note, exactly as signed, with its signature line")
     key_version = models.PositiveIntegerField()
     signed_at = models.DateTimeField(default=timezone.now)
+
+    objects = LedgerQuerySet.as_manager()
 
     class Meta:
         db_table = "audit_checkpoint"

@@ -63,9 +63,10 @@ def render_page_or_fragment(request: HttpRequest, page: str, fragment: str, cont
 def home(request: HttpRequest) -> HttpResponse:
     context = {
         "verification": last_result(),
-        "checkpoint": Checkpoint.objects.order_by("-size").first(),
-        "size": Event.objects.order_by("-seq").values_list("seq", flat=True).first() or 0,
-        "pending": PendingEvent.objects.count(),
+        "checkpoint": Checkpoint.objects.restrict(request.user, "view").order_by("-size").first(),
+        "size": Event.objects.restrict(request.user, "view").order_by("-seq").values_list("seq", flat=True).first()
+        or 0,
+        "pending": PendingEvent.objects.restrict(request.user, "view").count(),
     }
     return render(request, "audit/home.html", context)
 
@@ -162,8 +163,8 @@ class EventPage:
     older: str | None
 
 
-def filtered_events(filters: dict[str, Any]) -> QuerySet[Event]:
-    events = Event.objects.all()
+def filtered_events(user: Any, filters: dict[str, Any]) -> QuerySet[Event]:
+    events = Event.objects.restrict(user, "view")
     if filters["actor"] is not None:
         events = events.filter(actor_id=filters["actor"])
     if filters["object_type"]:
@@ -187,9 +188,9 @@ def _page_link(query: QueryDict, key: str, seq: int) -> str:
     return link.urlencode()
 
 
-def event_page(filters: dict[str, Any], query: QueryDict) -> EventPage:
+def event_page(user: Any, filters: dict[str, Any], query: QueryDict) -> EventPage:
     """Keyset pagination by seq, newest first: one query for the page, one more off the first page."""
-    events = filtered_events(filters)
+    events = filtered_events(user, filters)
     columns = ("seq", "occurred_at", "body")
     before, after = filters["before"], filters["after"]
     if after is not None:
@@ -233,7 +234,7 @@ def _row(seq: int, occurred_at: datetime.datetime, body: bytes) -> EventRow:
 def events(request: HttpRequest) -> HttpResponse:
     form = EventFilterForm(request.GET)
     # Invalid filters show the errors and no events: never a list filtered other than asked.
-    page = event_page(form.cleaned_data, request.GET) if form.is_valid() else None
+    page = event_page(request.user, form.cleaned_data, request.GET) if form.is_valid() else None
     context = {"form": form, "page": page, "page_size": PAGE_SIZE}
     return render_page_or_fragment(request, "audit/events.html", "audit/partials/_events.html", context)
 
@@ -247,8 +248,8 @@ class CheckedProof:
     signature_problem: str | None = None  # why the checkpoint's signature does not verify; None when it does
 
 
-def checked_inclusion(event: Event) -> CheckedProof:
-    checkpoint = Checkpoint.objects.order_by("-size").first()
+def checked_inclusion(user: Any, event: Event) -> CheckedProof:
+    checkpoint = Checkpoint.objects.restrict(user, "view").order_by("-size").first()
     if checkpoint is None or checkpoint.size < event.seq:
         return CheckedProof(None)  # it awaits the next checkpoint
     try:
@@ -278,7 +279,7 @@ def _pretty(value: Any) -> str:
 @requires(VIEW_LEDGER)
 @require_safe
 def event(request: HttpRequest, seq: int) -> HttpResponse:
-    event = get_object_or_404(Event, seq=seq)
+    event = get_object_or_404(Event.objects.restrict(request.user, "view"), seq=seq)
     body = bytes(event.body)
     document = json.loads(body)
     context = {
@@ -289,7 +290,7 @@ def event(request: HttpRequest, seq: int) -> HttpResponse:
         "after": None if document["after"] is None else _pretty(document["after"]),
         "leaf": bytes(event.leaf).hex(),
         "chain": bytes(event.chain).hex(),
-        "checked": checked_inclusion(event),
+        "checked": checked_inclusion(request.user, event),
         "ledger": settings.LEDGER,
     }
     return render(request, "audit/event.html", context)

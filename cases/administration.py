@@ -22,7 +22,7 @@ from caspix.access import requires
 @requires(Perm.MANAGE_TEAMS)
 @require_http_methods(["GET", "HEAD", "POST"])
 def queues(request: HttpRequest) -> HttpResponse:
-    form = QueueForm(request.POST if request.method == "POST" else None)
+    form = QueueForm(request.POST if request.method == "POST" else None, user=request.user)
     if request.method == "POST" and form.is_valid():
         try:
             queue = actions.create_queue(**form.cleaned_data, acting_user=request.user)  # type: ignore[arg-type]
@@ -31,7 +31,12 @@ def queues(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"The queue {queue.name} was created for {queue.team.name}.")
             return HttpResponseRedirect(reverse("queues:list"))
-    listing = Queue.objects.select_related("team").annotate(size=Count("cases")).order_by("name")
+    listing = (
+        Queue.objects.restrict(request.user, "view")
+        .select_related("team")
+        .annotate(size=Count("cases"))
+        .order_by("name")
+    )
     status = 400 if form.errors else 200
     return render(request, "cases/queues.html", {"queues": listing, "form": form}, status=status)
 
@@ -43,15 +48,15 @@ def _queue_page(request: HttpRequest, queue: Queue, form: Form, status: int = 20
 @requires(Perm.MANAGE_TEAMS)
 @require_safe
 def queue(request: HttpRequest, slug: str) -> HttpResponse:
-    subject = get_object_or_404(Queue.objects.select_related("team"), slug=slug)
-    return _queue_page(request, subject, MoveQueueForm(initial={"team": subject.team}))
+    subject = get_object_or_404(Queue.objects.restrict(request.user, "manage").select_related("team"), slug=slug)
+    return _queue_page(request, subject, MoveQueueForm(initial={"team": subject.team}, user=request.user))
 
 
 @requires(Perm.MANAGE_TEAMS)
 @require_POST
 def queue_move(request: HttpRequest, slug: str) -> HttpResponse:
-    subject = get_object_or_404(Queue.objects.select_related("team"), slug=slug)
-    form = MoveQueueForm(request.POST)
+    subject = get_object_or_404(Queue.objects.restrict(request.user, "manage").select_related("team"), slug=slug)
+    form = MoveQueueForm(request.POST, user=request.user)
     if form.is_valid():
         try:
             actions.move_queue(subject, form.cleaned_data["team"], acting_user=request.user)  # type: ignore[arg-type]

@@ -1,30 +1,47 @@
-"""Forms of the queue administration pages and of case grants."""
+"""Forms of the queue administration pages and of case grants; their choices come through restrict()."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
-from accounts.forms import ReasonField
+from accounts.forms import ReasonField, RestrictedChoicesForm
 from accounts.models import Team, User
+from accounts.permissions import Perm
 from cases.models import Action
 
 
-class QueueForm(forms.Form):
+class TeamChoiceForm(RestrictedChoicesForm):
+    team = forms.ModelChoiceField(queryset=Team.objects.none(), to_field_name="slug", empty_label=None)
+
+    def restrict(self, user: Any) -> None:
+        self.fields["team"].queryset = Team.objects.restrict(user, "view")  # type: ignore[attr-defined]
+
+
+class QueueForm(TeamChoiceForm):
     slug = forms.SlugField(max_length=50)
     name = forms.CharField(max_length=100)
     team = forms.ModelChoiceField(
-        queryset=Team.objects.all(), to_field_name="slug", empty_label="Choose the owning team"
+        queryset=Team.objects.none(), to_field_name="slug", empty_label="Choose the owning team"
     )
     description = forms.CharField(max_length=1000, required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
 
-class MoveQueueForm(forms.Form):
-    team = forms.ModelChoiceField(queryset=Team.objects.all(), to_field_name="slug", empty_label=None)
+class MoveQueueForm(TeamChoiceForm):
+    pass
 
 
-class GrantForm(forms.Form):
-    user = forms.ModelChoiceField(
-        queryset=User.objects.filter(is_active=True), to_field_name="username", empty_label="Choose a user"
-    )
+class GrantForm(RestrictedChoicesForm):
+    user = forms.ModelChoiceField(queryset=User.objects.none(), to_field_name="username", empty_label="Choose a user")
     access = forms.ChoiceField(choices=[(Action.VIEW.value, "Read only"), (Action.WORK.value, "Work the case")])
     reason = ReasonField()
+
+    def restrict(self, user: Any) -> None:
+        colleagues = (
+            User.objects.restrict(user, "colleague")
+            .filter(is_active=True, roles__grants__permission=Perm.WORK_CASES)
+            .exclude(pk=user.pk)
+            .distinct()
+        )
+        self.fields["user"].queryset = colleagues  # type: ignore[attr-defined]

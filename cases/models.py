@@ -10,17 +10,19 @@ Django's superuser flag adds nothing.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from guardian.managers import UserObjectPermissionManager
 from guardian.models import UserObjectPermissionBase
 from guardian.shortcuts import get_objects_for_user
 
-from accounts.models import Team
+from accounts.models import REVIEWERS, Team
 from accounts.permissions import Perm
+from caspix.gates import GatedQuerySet
 
 if TYPE_CHECKING:
     from accounts.models import User
@@ -60,6 +62,10 @@ class AnyOf(models.Func):
         return template % (column_sql, subquery_sql), [*column_params, *subquery_params]
 
 
+class QueueQuerySet(GatedQuerySet["Queue"]):
+    gates = {"view": (Perm.MANAGE_TEAMS,), "manage": (Perm.MANAGE_TEAMS,)}
+
+
 class Queue(models.Model):
     """A queue of cases, owned by one investigator team."""
 
@@ -68,6 +74,8 @@ class Queue(models.Model):
     description = models.TextField(blank=True)
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="queues")
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = QueueQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -142,11 +150,27 @@ def reference_of(pk: int) -> str:
     return f"C-{pk:06d}"
 
 
+class GrantQuerySet(models.QuerySet["CaseUserObjectPermission"]):
+    def restrict(self, user: User | Any, action: Action | str) -> GrantQuerySet:
+        """The grants on the cases ``user`` may reach for ``action``, or, with ``review``, every
+        grant for the people who review access (the grantee and the case's number, no content)."""
+        if action == "review":
+            reviewer = user.is_authenticated and user.is_active
+            return self if reviewer and any(user.has_perm(p) for p in REVIEWERS) else self.none()
+        return self.filter(content_object__in=Case.objects.restrict(user, action))
+
+
+class GrantManager(UserObjectPermissionManager.from_queryset(GrantQuerySet)):  # type: ignore[misc]
+    """guardian's manager (assign_perm and remove_perm use it), with the door added."""
+
+
 class CaseUserObjectPermission(UserObjectPermissionBase):
     """An explicit grant of one case to one user (guardian, direct foreign key: no generic rows
     to orphan, and a join instead of a text comparison)."""
 
     content_object = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="grants")
+
+    objects: ClassVar[GrantManager] = GrantManager()
 
     class Meta(UserObjectPermissionBase.Meta):
         verbose_name = "case grant"

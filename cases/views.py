@@ -33,7 +33,11 @@ def workspace(request: HttpRequest) -> HttpResponse:
 def _case_page(
     request: HttpRequest, case: Case, form: Form, status: int = 200, errors: list[str] | None = None
 ) -> HttpResponse:
-    grants = CaseUserObjectPermission.objects.filter(content_object=case).select_related("user", "permission")
+    grants = (
+        CaseUserObjectPermission.objects.restrict(request.user, Action.VIEW)
+        .filter(content_object=case)
+        .select_related("user", "permission")
+    )
     workable = Case.objects.restrict(request.user, Action.WORK).filter(pk=case.pk).exists()
     context = {"case": case, "grants": grants, "form": form, "workable": workable, "errors": errors or []}
     return render(request, "cases/case.html", context, status=status)
@@ -42,14 +46,14 @@ def _case_page(
 @requires(Perm.WORK_CASES)
 @require_safe
 def case(request: HttpRequest, pk: int) -> HttpResponse:
-    return _case_page(request, get_case_for_user(request.user, pk, Action.VIEW), GrantForm())
+    return _case_page(request, get_case_for_user(request.user, pk, Action.VIEW), GrantForm(user=request.user))
 
 
 @requires(Perm.WORK_CASES)
 @require_POST
 def case_grant(request: HttpRequest, pk: int) -> HttpResponse:
     subject = get_case_for_user(request.user, pk, Action.WORK)
-    form = GrantForm(request.POST)
+    form = GrantForm(request.POST, user=request.user)
     if form.is_valid():
         data = form.cleaned_data
         try:
@@ -66,10 +70,10 @@ def case_grant(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def case_revoke(request: HttpRequest, pk: int, username: str) -> HttpResponse:
     subject = get_case_for_user(request.user, pk, Action.WORK)
-    grantee = get_object_or_404(User, username=username)
+    grantee = get_object_or_404(User.objects.restrict(request.user, "colleague"), username=username)
     try:
         actions.revoke_case(subject, grantee, acting_user=request.user, reason="withdrawn from the case page")  # type: ignore[arg-type]
     except ValidationError as error:
-        return _case_page(request, subject, GrantForm(), status=400, errors=error.messages)
+        return _case_page(request, subject, GrantForm(user=request.user), status=400, errors=error.messages)
     messages.success(request, f"{grantee.username} no longer holds a grant on {subject.reference}.")
     return HttpResponseRedirect(reverse("cases:case", args=[subject.pk]))

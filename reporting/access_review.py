@@ -46,16 +46,23 @@ class UserAccess:
     changes: tuple[ReviewedChange, ...]
 
 
-def access_review() -> list[UserAccess]:
-    """Every user, inactive ones included (an auditor asks about those too), by username."""
+def access_review(reviewer: User) -> list[UserAccess]:
+    """Every user, inactive ones included (an auditor asks about those too), by username; nothing
+    for a ``reviewer`` who may not read access reviews."""
     users = list(
-        User.objects.order_by("username").prefetch_related(
-            Prefetch("roles", queryset=Role.objects.order_by("slug").prefetch_related("grants")),
-            Prefetch("teams", queryset=Team.objects.order_by("slug")),
+        User.objects.restrict(reviewer, "review")
+        .order_by("username")
+        .prefetch_related(
+            Prefetch(
+                "roles", queryset=Role.objects.restrict(reviewer, "review").order_by("slug").prefetch_related("grants")
+            )
         )
+        .prefetch_related(Prefetch("teams", queryset=Team.objects.restrict(reviewer, "review").order_by("slug")))
     )
     grants: dict[int, list[Grant]] = defaultdict(list)
-    rows = CaseUserObjectPermission.objects.order_by("content_object_id", "permission__codename")
+    rows = CaseUserObjectPermission.objects.restrict(reviewer, "review").order_by(
+        "content_object_id", "permission__codename"
+    )
     for user_id, case_id, codename in rows.values_list("user_id", "content_object_id", "permission__codename"):
         grants[user_id].append(Grant(reference_of(case_id), codename.removesuffix("_case")))
     history = role_history()
