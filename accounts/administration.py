@@ -59,7 +59,7 @@ def users(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/admin_home.html", {"users": listing})
 
 
-@requires(Perm.MANAGE_USERS)
+@requires(Perm.MANAGE_USERS, step_up=True)
 @require_http_methods(["GET", "HEAD", "POST"])
 def user_new(request: HttpRequest) -> HttpResponse:
     form = UserCreateForm(request.POST if request.method == "POST" else None)
@@ -101,14 +101,14 @@ def _user_page(request: HttpRequest, user: User, role_form: Form, active_form: F
     return render(request, "accounts/user.html", context, status=status)
 
 
-@requires(Perm.MANAGE_USERS)
+@requires(Perm.MANAGE_USERS, step_up=True)
 @require_safe
 def user(request: HttpRequest, username: str) -> HttpResponse:
     subject = get_object_or_404(User.objects.restrict(request.user, "manage"), username=username)
     return _user_page(request, subject, RoleChangeForm(user=request.user), ActiveForm())
 
 
-@requires(Perm.MANAGE_USERS)
+@requires(Perm.MANAGE_USERS, step_up=True)
 @require_POST
 def user_roles(request: HttpRequest, username: str) -> HttpResponse:
     subject = get_object_or_404(User.objects.restrict(request.user, "manage"), username=username)
@@ -135,7 +135,7 @@ def user_roles(request: HttpRequest, username: str) -> HttpResponse:
     return _user_page(request, subject, form, ActiveForm(), status=400)
 
 
-@requires(Perm.MANAGE_USERS)
+@requires(Perm.MANAGE_USERS, step_up=True)
 @require_POST
 def user_active(request: HttpRequest, username: str) -> HttpResponse:
     subject = get_object_or_404(User.objects.restrict(request.user, "manage"), username=username)
@@ -168,7 +168,7 @@ def _descriptions() -> dict[str, str]:
     return {p.value: text for p, text in DESCRIPTIONS.items()}
 
 
-@requires(Perm.MANAGE_ROLES)
+@requires(Perm.MANAGE_ROLES, step_up=True)
 @require_safe
 def role(request: HttpRequest, slug: str) -> HttpResponse:
     template = get_object_or_404(Role.objects.restrict(request.user, "view").prefetch_related("grants"), slug=slug)
@@ -212,7 +212,7 @@ def _request_template(request: HttpRequest, form: RoleTemplateForm, change: str)
     return True
 
 
-@requires(Perm.MANAGE_ROLES)
+@requires(Perm.MANAGE_ROLES, step_up=True)
 @require_http_methods(["GET", "HEAD", "POST"])
 def role_new(request: HttpRequest) -> HttpResponse:
     form = RoleTemplateForm(request.POST if request.method == "POST" else None)
@@ -221,7 +221,7 @@ def role_new(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/role_new.html", {"form": form}, status=400 if form.errors else 200)
 
 
-@requires(Perm.MANAGE_ROLES)
+@requires(Perm.MANAGE_ROLES, step_up=True)
 @require_POST
 def role_edit(request: HttpRequest, slug: str) -> HttpResponse:
     template = get_object_or_404(Role.objects.restrict(request.user, "manage"), slug=slug, builtin=False)
@@ -268,7 +268,7 @@ def _team_page(
     return render(request, "accounts/team.html", context, status=status)
 
 
-@requires(Perm.MANAGE_TEAMS)
+@requires(Perm.MANAGE_TEAMS, step_up=True)
 @require_http_methods(["GET", "HEAD", "POST"])
 def team(request: HttpRequest, slug: str) -> HttpResponse:
     subject = get_object_or_404(Team.objects.restrict(request.user, "manage"), slug=slug)
@@ -284,7 +284,7 @@ def team(request: HttpRequest, slug: str) -> HttpResponse:
     return _team_page(request, subject, form, status=400 if form.errors else 200)
 
 
-@requires(Perm.MANAGE_TEAMS)
+@requires(Perm.MANAGE_TEAMS, step_up=True)
 @require_POST
 def team_remove(request: HttpRequest, slug: str, username: str) -> HttpResponse:
     subject = get_object_or_404(Team.objects.restrict(request.user, "manage"), slug=slug)
@@ -334,7 +334,7 @@ def _shown(user: User | AnonymousUser, key: str, value: object) -> object:
     return value
 
 
-@requires(Perm.APPROVE_ACCESS_CHANGE)
+@requires(Perm.APPROVE_ACCESS_CHANGE, step_up=True)
 @require_http_methods(["GET", "HEAD", "POST"])
 def approval(request: HttpRequest, pk: int) -> HttpResponse:
     subject = get_object_or_404(

@@ -1,12 +1,19 @@
-"""Notes each signed-in user's last activity, to the minute, for access reviews."""
+"""Per request: the user's last activity (for access reviews), and the second-factor gate."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
 
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.db.models import Exists, OuterRef
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import Resolver404, resolve, reverse
 
 from accounts.actions import note_activity
+from accounts.mfa import is_verified
+from accounts.models import User
 
 
 class ActivityMiddleware:
@@ -19,3 +26,56 @@ class ActivityMiddleware:
         if user is not None and user.is_authenticated:
             note_activity(user)
         return response
+
+
+class SecondFactorMiddleware:
+    """A session whose user has a second factor, or whose roles require one, reaches nothing but
+    verification (or enrolment) until the factor is verified: sign-in is not over before."""
+
+    OPEN = frozenset(
+        {
+            "accounts:login",
+            "accounts:logout",
+            "accounts:verify",
+            "accounts:enrol",
+            "healthz",
+            "readyz",
+            "metrics",
+            "audit:ledger_keys",
+        }
+    )
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = request.user
+        if user.is_authenticated and not is_verified(user):
+            try:
+                name = resolve(request.path_info).view_name
+            except Resolver404:
+                name = ""
+            if name not in self.OPEN and not request.path_info.startswith(settings.STATIC_URL):
+                has, needs = second_factor_state(user)
+                if has or needs:
+                    page = "accounts:verify" if has else "accounts:enrol"
+                    target = f"{reverse(page)}?{urlencode({'next': request.get_full_path()})}"
+                    if request.headers.get("HX-Request"):
+                        response = HttpResponse(status=204)
+                        response["HX-Redirect"] = target
+                        return response
+                    return HttpResponseRedirect(target)
+        return self.get_response(request)
+
+
+def second_factor_state(user: User | Any) -> tuple[bool, bool]:
+    """(has a confirmed factor, roles require one), in one query."""
+    from accounts.models import RecoveryDevice, Role, TOTPDevice
+
+    row = User.objects.filter(pk=user.pk).values_list(
+        Exists(TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True)),
+        Exists(RecoveryDevice.objects.filter(user=OuterRef("pk"), confirmed=True, codes__used_at__isnull=True)),
+        Exists(Role.objects.filter(assignments__user=OuterRef("pk"), mfa_required=True)),
+    )
+    totp, recovery, needs = row.get()
+    return bool(totp or recovery), bool(needs)

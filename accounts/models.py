@@ -7,14 +7,18 @@ a role change reaches sessions already open.
 
 from __future__ import annotations
 
+import base64
 import secrets
 import time
 import uuid
 from collections.abc import Iterable
 from typing import Any, ClassVar
+from urllib.parse import quote, urlencode
 
+from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth import models as auth_models
+from django.contrib.auth.hashers import check_password, make_password
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -116,6 +120,9 @@ class Role(models.Model):
     name = models.CharField(max_length=100, unique=True)
     description = models.TextField(blank=True)
     builtin = models.BooleanField(default=False, help_text="Shipped with Caspix")
+    mfa_required = models.BooleanField(
+        default=True, help_text="Holders sign in with a second factor, enrolled at their first sign-in"
+    )
 
     objects = RoleQuerySet.as_manager()
 
@@ -244,8 +251,11 @@ class TOTPDevice(TimestampMixin, ThrottlingMixin, Device):
     def bin_key(self) -> bytes:
         return bytes.fromhex(self.key)
 
+    def verify_is_allowed(self) -> tuple[bool, dict[str, Any] | None]:
+        return disabled_after_failures(self) or super().verify_is_allowed()  # type: ignore[no-untyped-call]
+
     def verify_token(self, token: Any) -> bool:
-        allowed, _ = self.verify_is_allowed()  # type: ignore[no-untyped-call]
+        allowed, _ = self.verify_is_allowed()
         if not allowed:
             return False
         try:
@@ -253,9 +263,12 @@ class TOTPDevice(TimestampMixin, ThrottlingMixin, Device):
         except (TypeError, ValueError):
             verified = False
         else:
-            totp = TOTP(self.bin_key, self.step, self.t0, self.digits, self.drift)
+            tolerance = min(self.tolerance, self.policy_tolerance())
+            # A drift learnt under a wider tolerance (a tier ago) must not shift the window.
+            drift = max(-tolerance, min(tolerance, self.drift))
+            totp = TOTP(self.bin_key, self.step, self.t0, self.digits, drift)
             totp.time = time.time()
-            verified = totp.verify(number, self.tolerance, self.last_t + 1)
+            verified = totp.verify(number, tolerance, self.last_t + 1)
             if verified:
                 self.last_t = totp.t()
                 self.drift = totp.drift
@@ -268,6 +281,96 @@ class TOTPDevice(TimestampMixin, ThrottlingMixin, Device):
 
     def get_throttle_factor(self) -> int:
         return 1  # seconds, doubling with each consecutive failure
+
+    def policy_tolerance(self) -> int:
+        """The time steps of tolerance the owner's tier allows (settings.CASPIX_TOTP_TOLERANCE)."""
+        tier = "privileged" if any(role.is_privileged() for role in self.user.roles.all()) else "standard"
+        tolerance: int = settings.CASPIX_TOTP_TOLERANCE[tier]
+        return tolerance
+
+    def provisioning_uri(self) -> str:
+        """The otpauth:// URI an authenticator app reads from the enrolment QR code."""
+        secret = base64.b32encode(self.bin_key).decode().rstrip("=")
+        label = quote(f"{settings.OTP_TOTP_ISSUER}:{self.user.get_username()}")
+        query = urlencode(
+            {"secret": secret, "issuer": settings.OTP_TOTP_ISSUER, "digits": self.digits, "period": self.step}
+        )
+        return f"otpauth://totp/{label}?{query}"
+
+
+def disabled_after_failures(device: Any) -> tuple[bool, dict[str, Any]] | None:
+    """NIST SP 800-63B: after 100 consecutive failures a factor is disabled until re-enrolled."""
+    if device.throttling_failure_count >= settings.CASPIX_FACTOR_MAX_FAILURES:
+        return False, {"reason": "disabled", "failure_count": device.throttling_failure_count}
+    return None
+
+
+class RecoveryDevice(ThrottlingMixin, Device):
+    """The user's single-use recovery codes, as one django-otp device.
+
+    A code is ``LLLL-SSSSS-SSSSS``: a lookup part that finds its row (not secret) and 50 random
+    bits kept only as a password hash (Argon2id, salted; ASVS 6.5.2 wants one below 112 bits), so
+    a copy of the table does not yield them. Each code is spent by its first use, and one attempt
+    costs one hash check.
+    """
+
+    class Meta(Device.Meta):
+        verbose_name = "recovery codes"
+
+    def __str__(self) -> str:
+        return f"Recovery codes of user {self.user_id}"
+
+    def verify_is_allowed(self) -> tuple[bool, dict[str, Any] | None]:
+        return disabled_after_failures(self) or super().verify_is_allowed()  # type: ignore[no-untyped-call]
+
+    def get_throttle_factor(self) -> int:
+        return 1
+
+    def verify_token(self, token: Any) -> bool:
+        allowed, _ = self.verify_is_allowed()
+        if not allowed:
+            return False
+        lookup, secret = split_recovery_code(str(token))
+        code = self.codes.filter(lookup=lookup, used_at__isnull=True).first() if lookup else None
+        if code is None:
+            make_password(secret or "-")  # the same cost, so timing does not tell a known lookup part
+            spent = False
+        else:
+            spent = check_password(secret, code.digest) and bool(
+                self.codes.filter(pk=code.pk, used_at__isnull=True).update(used_at=timezone.now())
+            )
+        if spent:
+            self.throttle_reset(commit=True)  # type: ignore[no-untyped-call]
+        else:
+            self.throttle_increment(commit=True)  # type: ignore[no-untyped-call]
+        return bool(spent)
+
+    def remaining(self) -> int:
+        return self.codes.filter(used_at__isnull=True).count()
+
+
+RECOVERY_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # 32 symbols, no 0/O or 1/I
+
+
+def split_recovery_code(code: str) -> tuple[str, str]:
+    """(lookup, secret) of a code typed in any case, with or without dashes and spaces."""
+    normalised = "".join(code.split()).replace("-", "").upper()
+    if len(normalised) != 14 or any(c not in RECOVERY_ALPHABET for c in normalised):
+        return "", ""
+    return normalised[:4], normalised[4:]
+
+
+class RecoveryCode(models.Model):
+    device = models.ForeignKey(RecoveryDevice, on_delete=models.CASCADE, related_name="codes")
+    lookup = models.CharField(max_length=4)
+    digest = models.CharField(max_length=128)  # a Django password hash of the secret part
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["device", "lookup"], name="recovery_code_lookup_unique")]
+
+    def __str__(self) -> str:
+        return f"recovery code {self.pk} ({'used' if self.used_at else 'unused'})"
 
 
 class ApprovalQuerySet(models.QuerySet["ApprovalRequest"]):

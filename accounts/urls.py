@@ -1,13 +1,18 @@
 from django.urls import path
 
-from accounts import administration, views
+from accounts import administration, signin, views
 
 app_name = "accounts"
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("login/", views.login, name="login"),
-    path("logout/", views.logout, name="logout"),
+    path("login/", signin.login, name="login"),
+    path("logout/", signin.logout, name="logout"),
+    path("login/verify/", signin.verify, name="verify"),
+    path("login/enrol/", signin.enrol, name="enrol"),
+    path("account/factors/", signin.factors, name="factors"),
+    path("account/factors/<int:pk>/remove/", signin.factor_remove, name="factor_remove"),
+    path("account/recovery-codes/", signin.recovery_codes, name="recovery_codes"),
     path("administration/", administration.users, name="admin_home"),
     path("administration/users/new/", administration.user_new, name="user_new"),
     path("administration/users/<str:username>/", administration.user, name="user"),

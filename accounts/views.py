@@ -1,16 +1,12 @@
-"""Sign-in, sign-out and the landing router."""
+"""The landing router (signing in and out: :mod:`accounts.signin`)."""
 
 from __future__ import annotations
 
-from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 
 from accounts.context_processors import areas_for
-from caspix.access import public, requires
-
-login = public(auth_views.LoginView.as_view(template_name="accounts/login.html", redirect_authenticated_user=True))
-logout = public(auth_views.LogoutView.as_view())
+from caspix.access import requires
 
 
 @requires()

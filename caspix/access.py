@@ -9,12 +9,17 @@ its own (``/metrics``: a source range or a token) says so with ``gated``.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import urlencode, urlsplit
 
+from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpRequest, HttpResponseBase, HttpResponseRedirect
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -34,8 +39,16 @@ def gated(reason: str) -> Callable[[View], View]:
     return decorate
 
 
-def requires(*perms: str) -> Callable[[Callable[..., HttpResponseBase]], Callable[..., HttpResponseBase]]:
-    """Authenticated, and holding every permission in ``perms`` (none: any signed-in user)."""
+def requires(
+    *perms: str, step_up: bool = False
+) -> Callable[[Callable[..., HttpResponseBase]], Callable[..., HttpResponseBase]]:
+    """Authenticated, and holding every permission in ``perms`` (none: any signed-in user).
+
+    With ``step_up``, the view changes something privileged: it may be read at any time, and says
+    so (``request.step_up``), but a change (any method but GET and HEAD) needs a second factor
+    verified within ``CASPIX_STEP_UP_MINUTES``; without one the user is sent to verify it and
+    brought back to the page.
+    """
 
     def decorate(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
         @functools.wraps(view)
@@ -44,12 +57,40 @@ def requires(*perms: str) -> Callable[[Callable[..., HttpResponseBase]], Callabl
                 return redirect_to_login(request.get_full_path())
             if perms and not request.user.has_perms(perms):
                 raise PermissionDenied
+            if step_up:
+                fresh = stepped_up(request)
+                request.step_up = {"fresh": fresh, "minutes": settings.CASPIX_STEP_UP_MINUTES}  # type: ignore[attr-defined]
+                if not fresh and request.method not in ("GET", "HEAD"):
+                    target = urlencode({"next": _page_of_the_form(request)})
+                    return HttpResponseRedirect(f"{reverse(STEP_UP_URL)}?{target}")
             return view(request, *args, **kwargs)
 
-        setattr(wrapper, ACCESS_ATTRIBUTE, ("requires", *perms))
+        setattr(wrapper, ACCESS_ATTRIBUTE, ("requires", *perms, *(("step-up",) if step_up else ())))
         return wrapper
 
     return decorate
+
+
+def _page_of_the_form(request: HttpRequest) -> str:
+    """Where to come back to after stepping up: the page the form was on (its action may answer
+    POST only), if it is ours; otherwise home. The user submits again from there."""
+    referer = urlsplit(request.headers.get("Referer", ""))
+    same_site = url_has_allowed_host_and_scheme(
+        request.headers.get("Referer", ""), allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    if same_site and referer.path.startswith("/"):
+        return referer.path + (f"?{referer.query}" if referer.query else "")
+    return "/"
+
+
+STEP_UP_SESSION_KEY = "caspix_second_factor_at"  # when the session last verified a second factor
+STEP_UP_URL = "accounts:verify"
+
+
+def stepped_up(request: HttpRequest) -> bool:
+    """Whether this session verified a second factor within ``CASPIX_STEP_UP_MINUTES``."""
+    at = request.session.get(STEP_UP_SESSION_KEY)
+    return isinstance(at, (int, float)) and 0 <= time.time() - at <= settings.CASPIX_STEP_UP_MINUTES * 60
 
 
 def access_rule(view: Callable[..., Any]) -> tuple[str, ...] | None:

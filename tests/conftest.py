@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from django.test import Client
+from django_otp import DEVICE_ID_SESSION_KEY
 from pytest_django.fixtures import Settings
 
-from accounts.models import User
+from accounts.models import TOTPDevice, User
+from caspix.access import STEP_UP_SESSION_KEY
 from caspix.crypto import envelope, keys
 from tests.factories import PASSWORD, ensure_shipped_roles, make_user
 from tests.openbao import OpenBao, OpenBaoError, dev_server
@@ -116,10 +119,24 @@ def roleless(db: None) -> User:
     return make_user(username="frank")
 
 
-def client_for(user: User) -> Client:
+def client_for(user: User, *, verified: bool = True) -> Client:
+    """A client signed in as ``user``; ``verified``: past the second factor, freshly (step-up)."""
     client = Client()
     client.force_login(user)
+    if verified:
+        verify_session(client, user)
     return client
+
+
+def verify_session(client: Client, user: User) -> None:
+    """Mark the client's session as having verified a second factor just now."""
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+    if device is None:
+        device = TOTPDevice.objects.create(user=user, name="Test authenticator", confirmed=True)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session[STEP_UP_SESSION_KEY] = time.time()
+    session.save()
 
 
 @pytest.fixture(scope="session")

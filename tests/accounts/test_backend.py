@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from django.test import Client
-
 from accounts.backends import RoleBackend
 from accounts.models import Role, RoleAssignment, User
 from accounts.permissions import Perm
+from tests.conftest import client_for
 from tests.factories import make_user
 
 
@@ -54,8 +53,7 @@ def test_it_answers_no_to_object_checks(db: None) -> None:
 
 def test_it_applies_a_role_change_to_an_open_session_at_once(db: None) -> None:
     user = make_user(roles=["analyst"])
-    client = Client()
-    client.force_login(user)
+    client = client_for(user)
     assert client.get("/work/").status_code == 200
     RoleAssignment.objects.filter(user=user).delete()
     assert client.get("/work/").status_code == 403

@@ -77,6 +77,6 @@ def test_it_lists_users_and_roles_for_admins(admin: User, analyst: User, lead: U
         html = client.get("/administration/").content.decode()
     assert "Fraud analyst" in html
     assert "Team lead" in html
-    # session, user, permissions, users, their roles, their teams, and the ledger's integrity
-    # status for the banner (admins see it): constant in the number of users
-    assert len(queries) == 7
+    # session, user, the verified factor, permissions, users, their roles, their teams, and the
+    # ledger's integrity status for the banner (admins see it): constant in the number of users
+    assert len(queries) == 8

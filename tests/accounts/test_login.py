@@ -25,13 +25,20 @@ def test_it_shows_the_login_form(db: None) -> None:
     assert 'autocomplete="current-password"' in html
 
 
-def test_it_signs_in_and_lands_on_the_role_area(analyst: User, password: str) -> None:
+def test_it_signs_in_and_lands_on_the_role_area(manager: User, password: str) -> None:
+    client = Client()  # a manager's role requires no second factor, and she has none
+    response = client.post("/login/", {"username": manager.username, "password": password}, follow=True)
+    assert response.redirect_chain == [("/", 302), ("/dashboard/", 302)]
+    assert response.status_code == 200
+    manager.refresh_from_db()
+    assert manager.last_login is not None
+
+
+def test_it_sends_a_user_whose_role_requires_a_factor_to_enrol_it(analyst: User, password: str) -> None:
     client = Client()
     response = client.post("/login/", {"username": analyst.username, "password": password}, follow=True)
-    assert response.redirect_chain == [("/", 302), ("/work/", 302)]
-    assert response.status_code == 200
-    analyst.refresh_from_db()
-    assert analyst.last_login is not None
+    assert response.redirect_chain == [("/", 302), ("/login/enrol/?next=%2F", 302)]
+    assert "Add an authenticator app" in response.content.decode()
 
 
 def test_it_rotates_the_session_id_on_sign_in(analyst: User, password: str) -> None:

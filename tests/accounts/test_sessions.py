@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 from django.conf import settings
 from django.test import Client
+from django_otp import DEVICE_ID_SESSION_KEY
 
 from accounts import actions
 from accounts.approvals import approve, request_change
 from accounts.models import Role, User
-from tests.conftest import client_for
+from caspix.access import STEP_UP_SESSION_KEY
+from tests.conftest import client_for, verify_session
 from tests.factories import PASSWORD, make_user
 from tests.personas import build_world
 
@@ -49,6 +51,7 @@ def test_it_closes_a_team_case_to_a_removed_member_at_once() -> None:
 def test_it_ends_the_sessions_of_a_deactivated_user(admin: User, analyst: User) -> None:
     client = Client()
     assert client.post("/login/", {"username": "bob", "password": PASSWORD}).status_code == 302
+    verify_session(client, analyst)
     assert client.get("/work/").status_code == 200
     actions.set_active(analyst, False, acting_user=admin, reason="left the bank")
     response = client.get("/work/")
@@ -63,6 +66,15 @@ def test_it_keeps_no_access_decision_on_the_client(analyst: User) -> None:
     assert settings.SESSION_ENGINE != "django.contrib.sessions.backends.signed_cookies"
     client = Client()
     client.post("/login/", {"username": "bob", "password": PASSWORD})
-    client.get("/work/")
-    assert set(client.session.keys()) <= {"_auth_user_id", "_auth_user_backend", "_auth_user_hash"}
+    verify_session(client, analyst)
+    assert client.get("/work/").status_code == 200
+    # Django's authentication keys, and which factor the session verified and when: no role,
+    # permission or team.
+    assert set(client.session.keys()) <= {
+        "_auth_user_id",
+        "_auth_user_backend",
+        "_auth_user_hash",
+        DEVICE_ID_SESSION_KEY,
+        STEP_UP_SESSION_KEY,
+    }
     assert set(client.cookies) <= {settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME}

@@ -262,12 +262,13 @@ def test_it_lists_in_a_fixed_number_of_queries(auditor: User, count: int) -> Non
     with CaptureQueriesContext(connection) as queries:
         response = client.get(LIST, {"object_type": "key"})
     assert response.status_code == 200
-    # session, user, the user's permissions, the page of events, the ledger-alert check
-    assert len(queries) == 5, [query["sql"] for query in queries.captured_queries]
+    # session, user, the verified factor, the user's permissions, the page of events, the
+    # ledger-alert check
+    assert len(queries) == 6, [query["sql"] for query in queries.captured_queries]
     assert len(seqs(response.content.decode())) == min(count, 50)
     with CaptureQueriesContext(connection) as queries:
         client.get(LIST, {"object_type": "key", "before": str(count)})
-    assert len(queries) == 6  # off the first page, one more: are there newer events?
+    assert len(queries) == 7  # off the first page, one more: are there newer events?
 
 
 # --- event detail ------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from tests.personas import PERSONAS, World
+from tests.personas import MISSING_PK, PERSONAS, World
 
 ANONYMOUS = "anonymous"
 ALL = (ANONYMOUS, *PERSONAS)
@@ -71,6 +71,14 @@ MATRIX: tuple[Entry, ...] = (
     Entry("accounts:home", "GET", signed_in(302, roleless=403)),
     Entry("accounts:login", "GET", signed_in(302, anonymous=200)),
     Entry("accounts:logout", "GET", everyone(405)),
+    # --- the second factor: every signed-in persona has one (the matrix signs in verified)
+    Entry("accounts:verify", "GET", signed_in(200)),
+    Entry("accounts:verify", "POST", signed_in(400)),
+    Entry("accounts:enrol", "GET", signed_in(200)),
+    Entry("accounts:enrol", "POST", signed_in(302)),  # no enrolment begun: back to its start
+    Entry("accounts:factors", "GET", signed_in(200)),
+    Entry("accounts:factor_remove", "POST", signed_in(302), lambda w, p, o: {"pk": MISSING_PK}),
+    Entry("accounts:recovery_codes", "POST", signed_in(200)),
     # --- administration: users, role templates, teams, approvals, queues
     Entry("accounts:admin_home", "GET", only(200, ADMIN)),
     Entry("accounts:user_new", "GET", only(200, ADMIN)),

@@ -9,6 +9,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from tests.authz.matrix import ALL, ANONYMOUS, MATRIX, Entry
+from tests.conftest import client_for
 from tests.personas import World, build_world
 
 pytestmark = pytest.mark.django_db
@@ -59,9 +60,7 @@ def world(db: None) -> World:
 
 @pytest.mark.parametrize(("entry", "persona", "ownership"), CELLS)
 def test_it_answers_as_the_matrix_says(world: World, entry: Entry, persona: str, ownership: str) -> None:
-    client = Client()
-    if persona != ANONYMOUS:
-        client.force_login(world.users[persona])
+    client = Client() if persona == ANONYMOUS else client_for(world.users[persona])
     url = reverse(entry.name, kwargs=entry.kwargs(world, persona, ownership))
     response = client.post(url, entry.data) if entry.method == "POST" else client.generic(entry.method, url)
     expected = entry.status(persona, ownership)

@@ -2,22 +2,40 @@
 
 from __future__ import annotations
 
+import base64
+import time
 from typing import Any
 
 import pytest
+from django_otp.oath import TOTP
 
+from accounts.models import TOTPDevice
 from tests.factories import PASSWORD, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_it_signs_in_through_the_login_page(page: Any) -> None:
-    make_user(username="bob", roles=["analyst"])
-    page.goto("/work/")
-    assert page.url.endswith("/login/?next=/work/")
-    page.get_by_label("Username").fill("bob")
+def code_for(key: bytes) -> str:
+    totp = TOTP(key)
+    totp.time = time.time()
+    return f"{totp.token():06d}"
+
+
+def sign_in(page: Any, username: str) -> None:
+    page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
+
+
+def test_it_signs_in_with_an_authenticator_code(page: Any) -> None:
+    bob = make_user(username="bob", roles=["analyst"])
+    device = TOTPDevice.objects.create(user=bob, name="Phone", confirmed=True)
+    page.goto("/work/")
+    assert page.url.endswith("/login/?next=/work/")
+    sign_in(page, "bob")
+    page.wait_for_url("**/login/verify/**")
+    page.get_by_role("textbox", name="Code").fill(code_for(device.bin_key))
+    page.get_by_role("button", name="Verify").click()
     page.wait_for_url("**/work/")
     assert page.get_by_role("heading", level=1).inner_text() == "Work"
     assert page.get_by_role("link", name="Work").get_attribute("aria-current") == "page"
@@ -30,6 +48,25 @@ def test_it_signs_in_through_the_login_page(page: Any) -> None:
     page.on("console", collect)
     page.reload()
     assert console_errors == []  # no CSP violation, no failed asset
+
+
+def test_it_enrols_an_authenticator_at_the_first_sign_in(page: Any) -> None:
+    make_user(username="bob", roles=["analyst"])
+    console_errors: list[str] = []
+    page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
+    page.goto("/login/")
+    sign_in(page, "bob")
+    page.wait_for_url("**/login/enrol/**")
+    assert page.locator(".qr svg").count() == 1
+    assert console_errors == []  # the inline QR code breaks no CSP rule
+    secret = page.locator("#totp-secret").inner_text().replace(" ", "")
+    key = base64.b32decode(secret + "=" * (-len(secret) % 8))
+    page.get_by_role("textbox", name="Code").fill(code_for(key))
+    page.get_by_role("button", name="Confirm the app").click()
+    assert page.get_by_role("heading", level=1).inner_text() == "Your recovery codes"
+    assert page.locator("#recovery-codes li").count() == 10
+    page.get_by_role("link", name="I have kept them: continue").click()
+    page.wait_for_url("**/work/")
 
 
 def test_it_keeps_a_wrong_password_on_the_login_page(page: Any) -> None:

@@ -119,8 +119,9 @@ def test_it_lists_the_workspace_in_a_constant_number_of_queries(world: World) ->
     few = queries_for(client, WORKSPACE)
     add_team_cases(world, 80)
     many = queries_for(client, WORKSPACE)
-    # session, user, permissions, the paginator's count, the page of cases with queue and assignee
-    assert few == many == 5
+    # session, user, the verified factor, permissions, the paginator's count, the page of cases
+    # with queue and assignee
+    assert few == many == 6
 
 
 # --- the case page --------------------------------------------------------------------------------
@@ -277,8 +278,8 @@ def test_it_lists_the_queues_in_a_constant_number_of_queries(world: World) -> No
         queue = Queue.objects.create(slug=f"queue-{n}", name=f"Queue {n}", team=team)
         Case.objects.create(title=f"case {n}", queue=queue)
     many = queries_for(client, QUEUES)
-    # session, user, permissions, the ledger's integrity banner, the queues with their team and
-    # size, and the teams of the creation form
-    assert few == many == 6
+    # session, user, the verified factor, permissions, the ledger's integrity banner, the queues
+    # with their team and size, and the teams of the creation form
+    assert few == many == 7
     html = client.get(QUEUES).content.decode()
     assert "Queue 19" in html

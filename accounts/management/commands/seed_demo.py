@@ -1,11 +1,16 @@
-"""Create one demo user per shipped role, and the card-fraud team of the analyst and the lead;
-refused outside the embedded default.
+"""Create one demo user per shipped role, each with an authenticator enrolled, and the card-fraud
+team of the analyst and the lead; refused outside the embedded default.
+
+The demo users' passwords and TOTP secrets go to ``var/demo-users.json`` (mode 0600) so that a
+person trying the demo can add the secret to an authenticator app, or compute codes with
+``oathtool --totp -b SECRET``.
 
 Idempotent: a second run keeps the users and passwords it finds in ``var/demo-users.json``.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -15,7 +20,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from accounts.models import Membership, Role, RoleAssignment, Team, User
+from accounts.models import Membership, Role, RoleAssignment, Team, TOTPDevice, User
 
 DEMO_ROLES = ("admin", "analyst", "lead", "manager", "auditor")
 DEMO_TEAM_MEMBERS = ("analyst", "lead")
@@ -38,15 +43,19 @@ class Command(BaseCommand):
                     user.set_password(password)
                     user.save(update_fields=["password"])
                 RoleAssignment.objects.get_or_create(user=user, role=role)
+                device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+                if device is None:
+                    device = TOTPDevice.objects.create(user=user, name="Demo authenticator", confirmed=True)
+                secret = base64.b32encode(device.bin_key).decode().rstrip("=")
                 if slug in DEMO_TEAM_MEMBERS:
                     team, _ = Team.objects.get_or_create(slug="card-fraud", defaults={"name": "Card fraud"})
                     Membership.objects.get_or_create(team=team, user=user)
-                credentials.append({"username": slug, "password": password, "role": role.name})
+                credentials.append({"username": slug, "password": password, "role": role.name, "totp_secret": secret})
         self._write(credentials)
         width = max(len(c["username"]) for c in credentials)
-        self.stdout.write("Demo users (also in var/demo-users.json):")
+        self.stdout.write("Demo users (also in var/demo-users.json), with their authenticator secrets:")
         for c in credentials:
-            self.stdout.write(f"  {c['username']:<{width}}  {c['password']}  ({c['role']})")
+            self.stdout.write(f"  {c['username']:<{width}}  {c['password']}  {c['totp_secret']}  ({c['role']})")
 
     def _read_known(self) -> dict[str, str]:
         try:

@@ -1,0 +1,228 @@
+"""Second factors: who needs one, enrolment, verification, recovery codes and step-up.
+
+A user needs a second factor when any of their roles says so (``Role.mfa_required``); a user who
+has enrolled one is asked for it whatever their roles. Verification is always against the device
+the user chose (django-otp#110: matching a code across every device counts failures against the
+wrong ones). Every verification, failure, enrolment, removal and issue of recovery codes is a
+ledger event; a factor that reaches 100 consecutive failures is disabled (NIST SP 800-63B) and
+says so in the ledger once.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+import django_otp
+from django.conf import settings
+from django.contrib.auth.hashers import make_password
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.http import HttpRequest
+from django_otp.models import Device
+
+from accounts.actions import actor_of
+from accounts.models import (
+    RECOVERY_ALPHABET,
+    RecoveryCode,
+    RecoveryDevice,
+    TOTPDevice,
+    User,
+    disabled_after_failures,
+)
+from audit.events import EventType
+from audit.ledger import record
+from caspix.access import STEP_UP_SESSION_KEY
+
+RECOVERY_CODES = 10
+FACTOR_KINDS: dict[type[Device], str] = {TOTPDevice: "authenticator app", RecoveryDevice: "recovery code"}
+
+
+def is_verified(user: Any) -> bool:
+    """Whether this request's session verified a second factor (django-otp's middleware says)."""
+    return getattr(user, "otp_device", None) is not None
+
+
+def needs_second_factor(user: User) -> bool:
+    return user.roles.filter(mfa_required=True).exists()
+
+
+def factors(user: User) -> list[Device]:
+    """The confirmed factors of ``user`` that can verify a sign-in, TOTP first."""
+    found: list[Device] = list(TOTPDevice.objects.filter(user=user, confirmed=True).order_by("pk"))
+    found += RecoveryDevice.objects.filter(user=user, confirmed=True, codes__used_at__isnull=True).distinct()
+    return found
+
+
+def has_factor(user: User) -> bool:
+    return (
+        TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+        or RecoveryDevice.objects.filter(user=user, confirmed=True, codes__used_at__isnull=True).exists()
+    )
+
+
+def kind_of(device: Device) -> str:
+    return FACTOR_KINDS.get(type(device), "factor")
+
+
+def _describe(device: Device) -> dict[str, object]:
+    return {"factor": kind_of(device), "device": device.persistent_id}
+
+
+# --- enrolment ------------------------------------------------------------------------------------
+
+
+def begin_totp(user: User) -> TOTPDevice:
+    """A fresh, unconfirmed authenticator for ``user`` (an abandoned one is replaced)."""
+    with transaction.atomic(durable=True):
+        TOTPDevice.objects.filter(user=user, confirmed=False).delete()
+        device: TOTPDevice = TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
+        return device
+
+
+def confirm_totp(request: HttpRequest, user: User, device: TOTPDevice, token: str) -> list[str] | None:
+    """Confirm an authenticator with its first code; returns the recovery codes when this is the
+    user's first factor (shown once), an empty list otherwise, ``None`` for a wrong code."""
+    with transaction.atomic(durable=True):
+        device = TOTPDevice.objects.select_for_update().get(pk=device.pk, user=user, confirmed=False)
+        if not device.verify_token(token):
+            record(
+                EventType.SECOND_FACTOR_FAILED,
+                actor=actor_of(user),
+                object_type="user",
+                object_id=user.pk,
+                reason="enrolment",
+                after=_describe(device),
+            )
+            return None
+        first = not has_factor(user)
+        device.confirmed = True
+        device.save(update_fields=["confirmed"])
+        record(
+            EventType.FACTOR_ADDED, actor=actor_of(user), object_type="user", object_id=user.pk, after=_describe(device)
+        )
+        codes = _issue_recovery_codes(user, actor=user) if first else []
+    _verified(request, device)
+    return codes
+
+
+def issue_recovery_codes(user: User, *, acting_user: User) -> list[str]:
+    """New recovery codes for ``user``, replacing any left: shown once, kept only as HMACs."""
+    if acting_user.pk != user.pk:
+        raise ValidationError("recovery codes are issued to their owner only")
+    with transaction.atomic(durable=True):
+        return _issue_recovery_codes(user, actor=acting_user)
+
+
+def _issue_recovery_codes(user: User, *, actor: User) -> list[str]:
+    RecoveryDevice.objects.filter(user=user).delete()
+    device = RecoveryDevice.objects.create(user=user, name="Recovery codes", confirmed=True)
+    lookups: set[str] = set()
+    while len(lookups) < RECOVERY_CODES:
+        lookups.add(_random(4))
+    secrets_ = [_random(10) for _ in lookups]
+    RecoveryCode.objects.bulk_create(
+        [
+            RecoveryCode(device=device, lookup=lookup, digest=make_password(secret))
+            for lookup, secret in zip(sorted(lookups), secrets_, strict=True)
+        ]
+    )
+    codes = [f"{lookup}-{secret[:5]}-{secret[5:]}" for lookup, secret in zip(sorted(lookups), secrets_, strict=True)]
+    record(
+        EventType.RECOVERY_CODES_ISSUED,
+        actor=actor_of(actor),
+        object_type="user",
+        object_id=user.pk,
+        after={"count": len(codes), "device": device.persistent_id},
+    )
+    return codes
+
+
+def _random(length: int) -> str:
+    return "".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(length))  # 5 bits a symbol
+
+
+def remove_factor(device: Device, *, acting_user: User, reason: str) -> None:
+    """Remove a factor: its owner, or a user administrator helping someone who lost theirs."""
+    from accounts.permissions import Perm
+
+    owner = device.user
+    if acting_user.pk != owner.pk and not acting_user.has_perm(Perm.MANAGE_USERS):
+        raise ValidationError("a factor is removed by its owner or by a user administrator")
+    if not reason.strip():
+        raise ValidationError("state the reason")
+    with transaction.atomic(durable=True):
+        removed = [device]
+        type(device).objects.filter(pk=device.pk).delete()
+        if not TOTPDevice.objects.filter(user=owner, confirmed=True).exists():
+            # Recovery codes back up an authenticator: without one they go too, or they would
+            # be a factor of their own that the user never chose.
+            removed += list(RecoveryDevice.objects.filter(user=owner))
+            RecoveryDevice.objects.filter(user=owner).delete()
+        for gone in removed:
+            record(
+                EventType.FACTOR_REMOVED,
+                actor=actor_of(acting_user),
+                object_type="user",
+                object_id=owner.pk,
+                reason=reason,
+                after=_describe(gone),
+            )
+
+
+# --- verification ---------------------------------------------------------------------------------
+
+
+def device_for(user: User, persistent_id: str) -> Device | None:
+    """The user's own confirmed device with that id, or ``None`` (another user's is never found)."""
+    device: Device | None = Device.from_persistent_id(persistent_id)
+    if device is None or device.user_id != user.pk or not device.confirmed:
+        return None
+    return device
+
+
+def verify(request: HttpRequest, user: User, device: Device, token: str, *, step_up: bool = False) -> bool:
+    """Check ``token`` on the device the user chose; on success the session is verified (and
+    stepped up) and gets a new key."""
+    with transaction.atomic(durable=True):
+        locked = type(device).objects.select_for_update().get(pk=device.pk)
+        was_disabled = not locked.verify_is_allowed()[0]
+        ok = locked.verify_token(token)
+        event = EventType.SECOND_FACTOR_VERIFIED if ok else EventType.SECOND_FACTOR_FAILED
+        record(
+            event,
+            actor=actor_of(user),
+            object_type="user",
+            object_id=user.pk,
+            reason="step-up" if step_up else "sign-in",
+            after=_describe(locked),
+        )
+        failures = getattr(locked, "throttling_failure_count", 0)
+        if not ok and not was_disabled and failures >= settings.CASPIX_FACTOR_MAX_FAILURES:
+            record(
+                EventType.FACTOR_DISABLED,
+                actor=actor_of(user),
+                object_type="user",
+                object_id=user.pk,
+                reason=f"{failures} consecutive failures",
+                after=_describe(locked),
+            )
+    if ok:
+        _verified(request, locked)
+    return bool(ok)
+
+
+def _verified(request: HttpRequest, device: Device) -> None:
+    request.session.cycle_key()  # a new session id at every change of privilege
+    django_otp.login(request, device)
+    request.session[STEP_UP_SESSION_KEY] = time.time()
+
+
+def failure_message(before: Any, after: Any) -> str:
+    """Why a code was refused, from the device as it was before the attempt and after it."""
+    if disabled_after_failures(after):
+        return "This factor is disabled after too many failures: use another, or ask an administrator."
+    if not before.verify_is_allowed()[0]:
+        return "Too many attempts: wait a moment before trying again."
+    return "That code is not right, or has been used already."
