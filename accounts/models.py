@@ -373,6 +373,21 @@ class RecoveryCode(models.Model):
         return f"recovery code {self.pk} ({'used' if self.used_at else 'unused'})"
 
 
+class StuffingAlarm(models.Model):
+    """Credential stuffing raised for a source address in a window: raised once, by whichever
+    process sees it first (the unique constraint decides)."""
+
+    source = models.CharField(max_length=45)
+    window = models.BigIntegerField(help_text="the window's number: its start in seconds / its length")
+    raised_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source", "window"], name="stuffing_alarm_once")]
+
+    def __str__(self) -> str:
+        return f"stuffing alarm {self.pk}"
+
+
 class ApprovalQuerySet(models.QuerySet["ApprovalRequest"]):
     def restrict(self, user: User | Any, action: str) -> ApprovalQuerySet:
         """``decide``: the requests of the kinds ``user`` may approve; ``view``: those and the

@@ -27,6 +27,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from accounts import mfa
 from accounts.actions import actor_of
+from accounts.lockout import note_failure
 from accounts.models import RecoveryDevice, TOTPDevice, User
 from audit.events import EventType
 from audit.ledger import Actor, record
@@ -99,6 +100,7 @@ class LoginView(auth_views.LoginView):
                 object_id=user.pk if user is not None else "",
                 reason="password",
             )
+        note_failure(self.request)
         return super().form_invalid(form)
 
 

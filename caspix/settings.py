@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "django_prometheus",
     "csp",
     "guardian",
+    "axes",
     # Floors, bottom to top: each app imports only from the ones listed before it.
     "caspix.crypto",
     "audit",
@@ -104,6 +105,7 @@ MIDDLEWARE = [
     "django_permissions_policy.PermissionsPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "caspix.errors.KeyServiceErrorMiddleware",
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -155,7 +157,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Authentication --------------------------------------------------------------------------
 
 AUTH_USER_MODEL = "accounts.User"
-AUTHENTICATION_BACKENDS = ["accounts.backends.RoleBackend"]
+# django-axes first: a locked account or source is refused before its password is checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "accounts.backends.RoleBackend"]
 # django-guardian stores explicit case grants only. Its backend is not installed (it answers True
 # to an active superuser): object access is decided by ``Case.objects.restrict()``, and guardian's
 # anonymous user is not created.
@@ -175,6 +178,23 @@ CASPIX_TOTP_TOLERANCE = {
 # NIST SP 800-63B: an authenticator is disabled after at most 100 consecutive failures.
 CASPIX_FACTOR_MAX_FAILURES = 100
 OTP_TOTP_ISSUER = "Caspix"
+
+# --- Failed sign-ins (accounts/lockout.py) --------------------------------------------------------
+# An account, or a source address, is locked after this many consecutive failures, for a minute
+# that doubles with every further failure, up to an hour.
+AXES_FAILURE_LIMIT = env.int("CASPIX_LOCKOUT_FAILURES", 5, minimum=3, maximum=100)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_COOLOFF_TIME = "accounts.lockout.cool_off"
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.locked_out"
+AXES_CLIENT_IP_CALLABLE = "accounts.lockout.client_ip"
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False  # its log lines name the account and the address
+AXES_DISABLE_ACCESS_LOG = True  # successes are in the ledger
+AXES_ENABLE_ADMIN = False
+AXES_HTTP_RESPONSE_CODE = 429
+# Credential stuffing: failures on this many accounts from one source within the window.
+CASPIX_STUFFING_ACCOUNTS = env.int("CASPIX_STUFFING_ACCOUNTS", 10, minimum=3, maximum=1000)
+CASPIX_STUFFING_WINDOW_MINUTES = env.int("CASPIX_STUFFING_WINDOW_MINUTES", 15, minimum=1, maximum=1440)
 LOGIN_REDIRECT_URL = "accounts:home"
 LOGOUT_REDIRECT_URL = "accounts:login"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from audit.models import PendingEvent
+from audit.models import Event, PendingEvent
 
 
 def events() -> list[dict[str, object]]:
@@ -13,3 +13,10 @@ def events() -> list[dict[str, object]]:
 
 def names() -> list[str]:
     return [str(event["name"]) for event in events()]
+
+
+def sequenced_and_pending() -> list[dict[str, object]]:
+    """Every event of the ledger, sequenced ones first: for tests that run on-commit callbacks,
+    the ledger's integration among them."""
+    sequenced = [json.loads(bytes(body)) for body in Event.objects.order_by("seq").values_list("body", flat=True)]
+    return sequenced + events()
