@@ -84,6 +84,22 @@ def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
     )
 
 
+def _wait_for_writes(url: str, timeout: float = 120) -> None:
+    """Return once the writers have committed their first events, so the restarts land mid-load."""
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with psycopg.connect(url.replace("postgres://", "postgresql://", 1), autocommit=True) as connection:
+            row = connection.execute(
+                "SELECT (SELECT count(*) FROM audit_pending) + (SELECT count(*) FROM audit_event)"
+            ).fetchone()
+        if row is not None and row[0] >= WRITERS:
+            return
+        time.sleep(0.2)
+    raise AssertionError("the writers wrote nothing in time")
+
+
 def test_it_keeps_every_reported_event_through_postgresql_restarts(cluster: tuple[str, Path], tmp_path: Path) -> None:
     url, data = cluster
     env = _env(url, tmp_path / "keyring.json")
@@ -102,6 +118,7 @@ def test_it_keeps_every_reported_event_through_postgresql_restarts(cluster: tupl
     ]
     # -l: the restarted server must not inherit (and hold open) this process's pipes
     ctl = [str(_binaries() / "pg_ctl"), "-D", str(data), "-w", "-t", "60", "-m", "fast", "-l", str(data.parent / "log")]
+    _wait_for_writes(url)  # on a loaded machine the writers take a while to start
     for _ in range(2):
         time.sleep(1.0)
         restart = _as_postgres([*ctl, "restart"])
