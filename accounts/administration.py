@@ -17,7 +17,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from accounts import actions, approvals
+from accounts import actions, approvals, sessions
 from accounts.forms import (
     ActiveForm,
     DecisionForm,
@@ -97,6 +97,7 @@ def _user_page(request: HttpRequest, user: User, role_form: Form, active_form: F
         "pending": pending,
         "role_form": role_form,
         "active_form": active_form,
+        "sessions": sessions.live_sessions(user),
     }
     return render(request, "accounts/user.html", context, status=status)
 
@@ -359,3 +360,13 @@ def approval(request: HttpRequest, pk: int) -> HttpResponse:
         return _approval_page(request, subject, form, status=409)
     messages.success(request, f"Request {subject.pk} is {'approved' if data['decision'] == 'approve' else 'rejected'}.")
     return redirect("accounts:approvals")
+
+
+@requires(Perm.MANAGE_USERS, step_up=True)
+@require_POST
+def user_sessions_end(request: HttpRequest, username: str) -> HttpResponse:
+    """End every session of a user (a lost laptop, a suspected takeover)."""
+    subject = get_object_or_404(User.objects.restrict(request.user, "manage"), username=username)
+    ended = sessions.end_all(subject, acting_user=request.user, reason="ended by an administrator")  # type: ignore[arg-type]
+    messages.success(request, f"{ended} session{'s' if ended != 1 else ''} of {subject.username} ended.")
+    return redirect("accounts:user", subject.username)

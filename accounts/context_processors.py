@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from django.conf import settings
 from django.http import HttpRequest
 from django.urls import reverse
 
@@ -34,3 +35,14 @@ def areas_for(request: HttpRequest) -> list[dict[str, str]]:
 
 def navigation(request: HttpRequest) -> dict[str, object]:
     return {"nav_areas": areas_for(request)}
+
+
+def session_clock(request: HttpRequest) -> dict[str, object]:
+    """The idle timeout the browser warns about, for a session whose sign-in is complete."""
+    from accounts.sessions import SEEN, idle_limit, tier_of
+
+    user = getattr(request, "user", None)
+    session = getattr(request, "session", None)
+    if user is None or session is None or not user.is_authenticated or SEEN not in session:
+        return {}
+    return {"session_clock": {"idle": idle_limit(tier_of(user)), "warning": settings.CASPIX_SESSION_WARNING_SECONDS}}

@@ -214,9 +214,14 @@ def verify(request: HttpRequest, user: User, device: Device, token: str, *, step
 
 
 def _verified(request: HttpRequest, device: Device) -> None:
+    from accounts import sessions
+
     request.session.cycle_key()  # a new session id at every change of privilege
+    sessions.rekey(request)
     django_otp.login(request, device)
     request.session[STEP_UP_SESSION_KEY] = time.time()
+    if request.session.get(sessions.REGISTERED) is None:
+        sessions.register(request, device.user)  # the second factor completes the sign-in
 
 
 def failure_message(before: Any, after: Any) -> str:

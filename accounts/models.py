@@ -373,6 +373,32 @@ class RecoveryCode(models.Model):
         return f"recovery code {self.pk} ({'used' if self.used_at else 'unused'})"
 
 
+class UserSession(models.Model):
+    """A signed-in session, fully authenticated: for the user's own list, the administrators', the
+    concurrent-session limit and the ledger. The session itself lives in Django's session store;
+    ending it deletes it there, so it is refused on its next request wherever it is."""
+
+    class Tier(models.TextChoices):
+        PRIVILEGED = "privileged", "privileged"
+        STANDARD = "standard", "standard"
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="signed_in_sessions")
+    session_key = models.CharField(max_length=40, unique=True)
+    tier = models.CharField(max_length=10, choices=Tier.choices)
+    started_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    source = models.CharField(max_length=45, blank=True)
+    user_agent = models.CharField(max_length=200, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=32, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "ended_at"], name="user_session_live")]
+
+    def __str__(self) -> str:
+        return f"session {self.pk} of user {self.user_id}"
+
+
 class StuffingAlarm(models.Model):
     """Credential stuffing raised for a source address in a window: raised once, by whichever
     process sees it first (the unique constraint decides)."""

@@ -25,9 +25,10 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from accounts import mfa
+from accounts import mfa, sessions
 from accounts.actions import actor_of
 from accounts.lockout import note_failure
+from accounts.middleware import second_factor_state
 from accounts.models import RecoveryDevice, TOTPDevice, User
 from audit.events import EventType
 from audit.ledger import Actor, record
@@ -84,6 +85,8 @@ class LoginView(auth_views.LoginView):
         user = form.get_user()
         with transaction.atomic(durable=True):
             record(EventType.SIGNED_IN, actor=actor_of(user), object_type="user", object_id=user.pk, reason="password")
+        if not any(second_factor_state(user)):
+            sessions.register(self.request, user)  # no second factor to wait for: signed in
         return response
 
     def form_invalid(self, form: AuthenticationForm) -> HttpResponse:
@@ -224,3 +227,45 @@ def recovery_codes(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
     codes = mfa.issue_recovery_codes(user, acting_user=user)
     return render(request, "accounts/recovery_codes.html", {"codes": codes, "next": reverse("accounts:factors")})
+
+
+# --- one's sessions -------------------------------------------------------------------------------
+
+
+@requires(step_up=True)
+@require_safe
+def my_sessions(request: HttpRequest) -> HttpResponse:
+    """The user's own signed-in sessions, this one marked; ending them needs a fresh factor."""
+    user: User = request.user  # type: ignore[assignment]
+    context = {"sessions": sessions.live_sessions(user), "current": request.session.get(sessions.REGISTERED)}
+    return render(request, "accounts/sessions.html", context)
+
+
+@requires(step_up=True)
+@require_POST
+def session_end(request: HttpRequest, pk: int) -> HttpResponseBase:
+    user: User = request.user  # type: ignore[assignment]
+    target = next((s for s in sessions.live_sessions(user) if s.pk == pk), None)
+    if target is None:
+        messages.error(request, "There is no such session of yours.")
+    else:
+        sessions.end(target, acting_user=user, reason="ended by its owner")
+        messages.success(request, "The session was ended.")
+    return HttpResponseRedirect(reverse("accounts:sessions"))
+
+
+@requires(step_up=True)
+@require_POST
+def sessions_end_others(request: HttpRequest) -> HttpResponseBase:
+    user: User = request.user  # type: ignore[assignment]
+    ended = sessions.end_all(user, acting_user=user, reason="ended by its owner", keep=request.session.session_key)
+    messages.success(request, f"{ended} other session{'s' if ended != 1 else ''} ended.")
+    return HttpResponseRedirect(reverse("accounts:sessions"))
+
+
+@requires()
+@require_POST
+def keepalive(request: HttpRequest) -> HttpResponse:
+    """The idle warning's "stay signed in": any request resets the idle clock; this one says so."""
+    sessions.keep_alive(request)
+    return HttpResponse(status=204)

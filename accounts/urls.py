@@ -13,6 +13,13 @@ urlpatterns = [
     path("account/factors/", signin.factors, name="factors"),
     path("account/factors/<int:pk>/remove/", signin.factor_remove, name="factor_remove"),
     path("account/recovery-codes/", signin.recovery_codes, name="recovery_codes"),
+    path("account/sessions/", signin.my_sessions, name="sessions"),
+    path("account/sessions/<int:pk>/end/", signin.session_end, name="session_end"),
+    path("account/sessions/end-others/", signin.sessions_end_others, name="sessions_end_others"),
+    path("account/keepalive/", signin.keepalive, name="keepalive"),
+    path(
+        "administration/users/<str:username>/sessions/end/", administration.user_sessions_end, name="user_sessions_end"
+    ),
     path("administration/", administration.users, name="admin_home"),
     path("administration/users/new/", administration.user_new, name="user_new"),
     path("administration/users/<str:username>/", administration.user, name="user"),

@@ -43,6 +43,7 @@ class EventType(IntEnum):
     FACTOR_REMOVED = 143
     RECOVERY_CODES_ISSUED = 144
     FACTOR_DISABLED = 145
+    SESSION_ENDED = 150
 
     # 2xx cases: queues, cases and the explicit grants of a case
     QUEUE_CREATED = 201

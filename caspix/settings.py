@@ -98,6 +98,7 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "caspix.requestcontext.UserContextMiddleware",
     "accounts.middleware.ActivityMiddleware",
+    "accounts.sessions.SessionPolicyMiddleware",
     "accounts.middleware.SecondFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -124,6 +125,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "accounts.context_processors.navigation",
+                "accounts.context_processors.session_clock",
                 "audit.context_processors.ledger_alert",
             ],
         },
@@ -213,6 +215,19 @@ AUTH_PASSWORD_VALIDATORS = [
 
 # Absolute session lifetime; idle timeouts and per-role tiers come with session policy.
 SESSION_COOKIE_AGE = env.int("CASPIX_SESSION_ABSOLUTE_SECONDS", 12 * 3600, minimum=300, maximum=24 * 3600)
+# Per tier (privileged: a role that administers or approves): the idle timeout in seconds, and
+# how many sessions one person may hold at once (the newest wins; the oldest ends). NIST SP
+# 800-63B AAL3: 15 minutes idle, 12 hours absolute (SESSION_COOKIE_AGE, for both tiers).
+CASPIX_SESSION_IDLE_SECONDS = {
+    "privileged": env.int("CASPIX_SESSION_IDLE_PRIVILEGED_SECONDS", 15 * 60, minimum=60, maximum=3600),
+    "standard": env.int("CASPIX_SESSION_IDLE_STANDARD_SECONDS", 30 * 60, minimum=60, maximum=3600),
+}
+CASPIX_SESSION_LIMIT = {
+    "privileged": env.int("CASPIX_SESSION_LIMIT_PRIVILEGED", 1, minimum=1, maximum=10),
+    "standard": env.int("CASPIX_SESSION_LIMIT_STANDARD", 2, minimum=1, maximum=10),
+}
+# The browser warns this many seconds before the idle timeout, and offers to stay signed in.
+CASPIX_SESSION_WARNING_SECONDS = 120
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 
 # --- Transport and browser security ----------------------------------------------------------

@@ -48,6 +48,9 @@ FORM_PAGES = {
     "administration/users/<str:username>/active/": "/administration/users/bob/",
     "administration/roles/<slug:slug>/edit/": "/administration/roles/trainee/",
     "administration/teams/<slug:slug>/members/<str:username>/remove/": "/administration/teams/cards/",
+    "account/sessions/<int:pk>/end/": "/account/sessions/",
+    "account/sessions/end-others/": "/account/sessions/",
+    "administration/users/<str:username>/sessions/end/": "/administration/users/bob/",
 }
 POST_ONLY_STEP_UP_ROUTES = sorted(FORM_PAGES)
 

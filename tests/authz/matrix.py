@@ -79,6 +79,11 @@ MATRIX: tuple[Entry, ...] = (
     Entry("accounts:factors", "GET", signed_in(200)),
     Entry("accounts:factor_remove", "POST", signed_in(302), lambda w, p, o: {"pk": MISSING_PK}),
     Entry("accounts:recovery_codes", "POST", signed_in(200)),
+    # --- one's own sessions (ending one not one's own, or a missing one, says so and goes back)
+    Entry("accounts:sessions", "GET", signed_in(200)),
+    Entry("accounts:session_end", "POST", signed_in(302), lambda w, p, o: {"pk": MISSING_PK}),
+    Entry("accounts:sessions_end_others", "POST", signed_in(302)),
+    Entry("accounts:keepalive", "POST", signed_in(204)),
     # --- administration: users, role templates, teams, approvals, queues
     Entry("accounts:admin_home", "GET", only(200, ADMIN)),
     Entry("accounts:user_new", "GET", only(200, ADMIN)),
@@ -87,6 +92,7 @@ MATRIX: tuple[Entry, ...] = (
     Entry("accounts:user_roles", "POST", only(400, ADMIN), lambda w, p, o: {"username": "frank"}),
     Entry("accounts:user_roles", "GET", only(405, ADMIN), lambda w, p, o: {"username": "frank"}),
     Entry("accounts:user_active", "POST", only(400, ADMIN), lambda w, p, o: {"username": "frank"}),
+    Entry("accounts:user_sessions_end", "POST", only(302, ADMIN), lambda w, p, o: {"username": "frank"}),
     Entry("accounts:roles", "GET", only(200, ADMIN)),
     Entry("accounts:role_new", "GET", only(200, ADMIN)),
     Entry("accounts:role_new", "POST", only(400, ADMIN)),
