@@ -58,14 +58,19 @@ class SecondFactorMiddleware:
             if name not in self.OPEN and not request.path_info.startswith(settings.STATIC_URL):
                 has, needs = second_factor_state(user)
                 if has or needs:
-                    page = "accounts:verify" if has else "accounts:enrol"
-                    target = f"{reverse(page)}?{urlencode({'next': request.get_full_path()})}"
-                    if request.headers.get("HX-Request"):
-                        response = HttpResponse(status=204)
-                        response["HX-Redirect"] = target
-                        return response
-                    return HttpResponseRedirect(target)
+                    return send_to("accounts:verify" if has else "accounts:enrol", request)
         return self.get_response(request)
+
+
+def send_to(page: str, request: HttpRequest) -> HttpResponse:
+    """Redirect to ``page``, to come back to this request's page; an htmx request gets its
+    ``HX-Redirect`` instead, so the whole page goes there rather than a fragment of it."""
+    target = f"{reverse(page)}?{urlencode({'next': request.get_full_path()})}"
+    if request.headers.get("HX-Request"):
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = target
+        return response
+    return HttpResponseRedirect(target)
 
 
 def second_factor_state(user: User | Any) -> tuple[bool, bool]:

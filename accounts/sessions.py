@@ -14,17 +14,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth import logout
 from django.contrib.sessions.models import Session
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from accounts.actions import actor_of
+from accounts.middleware import send_to
 from accounts.models import User, UserSession
 from accounts.permissions import PRIVILEGED
 from audit.events import EventType
@@ -168,9 +167,4 @@ class SessionPolicyMiddleware:
             if registered is not None:
                 _end(registered, reason=reason, actor=Actor(user.pk, user.get_username(), "session policy"))
         logout(request)
-        target = f"{reverse('accounts:login')}?{urlencode({'next': request.get_full_path()})}"
-        if request.headers.get("HX-Request"):
-            response = HttpResponse(status=204)
-            response["HX-Redirect"] = target
-            return response
-        return HttpResponseRedirect(target)
+        return send_to("accounts:login", request)
