@@ -399,6 +399,51 @@ class UserSession(models.Model):
         return f"session {self.pk} of user {self.user_id}"
 
 
+class FederatedIdentity(models.Model):
+    """A user as an identity provider knows them: its entity id (issuer) and their subject there.
+    Users are matched on this pair only, never on an e-mail address (ASVS 6.8.1, 10.5.2)."""
+
+    issuer = models.CharField(max_length=512)
+    subject = models.CharField(max_length=512)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="federated_identities")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="federated_identity_unique")]
+
+    def __str__(self) -> str:
+        return f"federated identity {self.pk}"
+
+
+class SamlRequest(models.Model):
+    """An AuthnRequest this SP sent: a response must answer one, once, within ten minutes, from
+    the browser that asked (a cookie carries its signed id: the session cookie is SameSite=Lax and
+    does not come with the IdP's cross-site POST)."""
+
+    request_id = models.CharField(max_length=256, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    answered_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"SAML request {self.pk}"
+
+
+class SeenAssertion(models.Model):
+    """A SAML assertion already used, kept past its validity so it is never accepted twice
+    (python3-saml leaves replay to the application; ASVS 6.8.3)."""
+
+    issuer = models.CharField(max_length=512)
+    assertion_id = models.CharField(max_length=256)
+    not_on_or_after = models.DateTimeField(null=True)
+    seen_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["issuer", "assertion_id"], name="seen_assertion_once")]
+
+    def __str__(self) -> str:
+        return f"seen assertion {self.pk}"
+
+
 class StuffingAlarm(models.Model):
     """Credential stuffing raised for a source address in a window: raised once, by whichever
     process sees it first (the unique constraint decides)."""

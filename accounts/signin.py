@@ -13,6 +13,7 @@ from typing import Any, cast
 
 import segno
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
@@ -79,6 +80,11 @@ def _next(request: HttpRequest) -> str:
 class LoginView(auth_views.LoginView):
     template_name = "accounts/login.html"
     redirect_authenticated_user = True
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["saml_enabled"] = bool(settings.CASPIX_SAML)
+        return context
 
     def form_valid(self, form: AuthenticationForm) -> HttpResponse:
         response = super().form_valid(form)  # Django's login() gives the session a new key

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from accounts import administration, signin, views
+from accounts import administration, saml, signin, views
 
 app_name = "accounts"
 
@@ -10,6 +10,9 @@ urlpatterns = [
     path("logout/", signin.logout, name="logout"),
     path("login/verify/", signin.verify, name="verify"),
     path("login/enrol/", signin.enrol, name="enrol"),
+    path("saml/metadata/", saml.metadata, name="saml_metadata"),
+    path("saml/login/", saml.start, name="saml_login"),
+    path("saml/acs/", saml.acs, name="saml_acs"),
     path("account/factors/", signin.factors, name="factors"),
     path("account/factors/<int:pk>/remove/", signin.factor_remove, name="factor_remove"),
     path("account/recovery-codes/", signin.recovery_codes, name="recovery_codes"),

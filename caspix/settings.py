@@ -181,6 +181,22 @@ CASPIX_TOTP_TOLERANCE = {
 CASPIX_FACTOR_MAX_FAILURES = 100
 OTP_TOTP_ISSUER = "Caspix"
 
+# --- SAML 2.0 federation (accounts/saml.py); off unless an identity provider is configured -----
+CASPIX_SAML: dict[str, object] | None = None
+if env.is_set("CASPIX_SAML_IDP_ENTITY_ID"):
+    CASPIX_SAML = {
+        "idp_entity_id": env.str("CASPIX_SAML_IDP_ENTITY_ID"),
+        "idp_sso_url": env.str("CASPIX_SAML_IDP_SSO_URL"),
+        "idp_cert": env.secret("CASPIX_SAML_IDP_CERT"),  # PEM, usually through CASPIX_SAML_IDP_CERT_FILE
+        "sp_base_url": env.str("CASPIX_SAML_SP_BASE_URL"),  # https://caspix.bank.example
+        "sp_cert": env.secret("CASPIX_SAML_SP_CERT"),
+        "sp_key": env.secret("CASPIX_SAML_SP_KEY"),
+        "roles_attribute": env.str("CASPIX_SAML_ROLES_ATTRIBUTE", "caspixRoles"),
+        "teams_attribute": env.str("CASPIX_SAML_TEAMS_ATTRIBUTE", "caspixTeams"),
+    }
+# A SAML response larger than this is refused before it is parsed.
+CASPIX_SAML_MAX_BYTES = 256 * 1024
+
 # --- Failed sign-ins (accounts/lockout.py) --------------------------------------------------------
 # An account, or a source address, is locked after this many consecutive failures, for a minute
 # that doubles with every further failure, up to an hour.

@@ -79,6 +79,11 @@ MATRIX: tuple[Entry, ...] = (
     Entry("accounts:factors", "GET", signed_in(200)),
     Entry("accounts:factor_remove", "POST", signed_in(302), lambda w, p, o: {"pk": MISSING_PK}),
     Entry("accounts:recovery_codes", "POST", signed_in(200)),
+    # --- SAML: off in the matrix's world (no identity provider configured), so absent for all;
+    # tests/accounts/test_saml.py runs it with one
+    Entry("accounts:saml_metadata", "GET", everyone(404)),
+    Entry("accounts:saml_login", "GET", everyone(404)),
+    Entry("accounts:saml_acs", "POST", everyone(404)),
     # --- one's own sessions (ending one not one's own, or a missing one, says so and goes back)
     Entry("accounts:sessions", "GET", signed_in(200)),
     Entry("accounts:session_end", "POST", signed_in(302), lambda w, p, o: {"pk": MISSING_PK}),
