@@ -279,51 +279,25 @@ def _sync(user: User, attributes: dict[str, list[str]]) -> None:
     wanted_teams = set(attributes.get(str(config["teams_attribute"]), []))
     federable = {role.slug: role for role in Role.objects.prefetch_related("grants") if not role.is_privileged()}
     held = {assignment.role.slug: assignment for assignment in user.role_assignments.select_related("role")}
-    actor = Actor.system("SAML federation")
+
+    def note(event: EventType, object_type: str, object_id: int, after: dict[str, object]) -> None:
+        actor = Actor.system("SAML federation")
+        record(event, actor=actor, object_type=object_type, object_id=object_id, reason="federation", after=after)
+
     for slug in sorted(wanted_roles & set(federable) - set(held)):
         RoleAssignment.objects.create(user=user, role=federable[slug])
-        record(
-            EventType.ROLE_GRANTED,
-            actor=actor,
-            object_type="user",
-            object_id=user.pk,
-            reason="federation",
-            after={"role": slug},
-        )
+        note(EventType.ROLE_GRANTED, "user", user.pk, {"role": slug})
     for slug in sorted(set(held) & set(federable) - wanted_roles):
         held[slug].delete()
-        record(
-            EventType.ROLE_REVOKED,
-            actor=actor,
-            object_type="user",
-            object_id=user.pk,
-            reason="federation",
-            after={"role": slug},
-        )
+        note(EventType.ROLE_REVOKED, "user", user.pk, {"role": slug})
     teams = {team.slug: team for team in Team.objects.filter(slug__in=wanted_teams)}
     member_of = {m.team.slug: m for m in user.memberships.select_related("team")}
     for slug in sorted(set(teams) - set(member_of)):
         Membership.objects.create(team=teams[slug], user=user)
-        team = teams[slug]
-        record(
-            EventType.TEAM_MEMBER_ADDED,
-            actor=actor,
-            object_type="team",
-            object_id=team.pk,
-            reason="federation",
-            after={"user": user.pk},
-        )
+        note(EventType.TEAM_MEMBER_ADDED, "team", teams[slug].pk, {"user": user.pk})
     for slug in sorted(set(member_of) - wanted_teams):
-        membership = member_of[slug]
-        membership.delete()
-        record(
-            EventType.TEAM_MEMBER_REMOVED,
-            actor=actor,
-            object_type="team",
-            object_id=membership.team_id,
-            reason="federation",
-            after={"user": user.pk},
-        )
+        member_of[slug].delete()
+        note(EventType.TEAM_MEMBER_REMOVED, "team", member_of[slug].team_id, {"user": user.pk})
 
 
 def _refused(request: HttpRequest, why: str) -> HttpResponse:
