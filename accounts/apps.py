@@ -10,3 +10,8 @@ class AccountsConfig(AppConfig):
         from audit import integrity
 
         integrity.add_recipients(security_alert_recipients)
+
+        from accounts.signin import record_forged_request
+        from caspix.errors import on_csrf_failure
+
+        on_csrf_failure(record_forged_request)

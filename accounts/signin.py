@@ -275,3 +275,17 @@ def keepalive(request: HttpRequest) -> HttpResponse:
     """The idle warning's "stay signed in": any request resets the idle clock; this one says so."""
     sessions.keep_alive(request)
     return HttpResponse(status=204)
+
+
+def record_forged_request(request: HttpRequest) -> None:
+    """A request refused by the CSRF check: who sent it (if signed in), where to, in the ledger."""
+    user = getattr(request, "user", None)
+    actor = actor_of(user) if user is not None and user.is_authenticated else Actor(None, "anonymous", "")
+    with transaction.atomic(durable=True):
+        record(
+            EventType.FORGED_REQUEST_REFUSED,
+            actor=actor,
+            object_type="path",
+            object_id=request.path[:64],
+            reason="csrf",
+        )

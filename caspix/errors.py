@@ -19,7 +19,23 @@ from caspix.crypto.keys import IntegrityError, KeyServiceError
 logger = logging.getLogger(__name__)
 
 
+CsrfListener = Callable[[HttpRequest], None]
+_csrf_listeners: list[CsrfListener] = []
+
+
+def on_csrf_failure(listener: CsrfListener) -> None:
+    """Call ``listener`` on every request refused as forged (the domain records it: this floor
+    knows no ledger)."""
+    _csrf_listeners.append(listener)
+
+
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    for listener in _csrf_listeners:
+        try:
+            listener(request)
+        except Exception:  # a failing listener must not turn the refusal into a 500
+            logger.exception("a CSRF-failure listener failed")
+    logger.warning("request refused: CSRF check failed")
     return render(request, "403.html", status=403)
 
 

@@ -98,3 +98,11 @@ def test_it_sends_a_signed_in_user_away_from_the_login_page(analyst: User) -> No
     client = Client()
     client.force_login(analyst)
     assert client.get("/login/")["Location"] == "/"
+
+
+def test_it_refuses_and_records_a_forged_post(db: None) -> None:
+    from tests.recorded import names
+
+    response = Client(enforce_csrf_checks=True).post("/login/", {"username": "bob", "password": "x"})
+    assert response.status_code == 403
+    assert names() == ["FORGED_REQUEST_REFUSED"]
