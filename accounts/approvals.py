@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from accounts.actions import actor_of, apply_role_change, check_role_change, held_permissions, require
 from accounts.models import ApprovalRequest, Role, RolePermission, User
-from accounts.permissions import Perm, segregation_conflict, unknown
+from accounts.permissions import PRIVILEGED, Perm, segregation_conflict, unknown
 from audit.canonical import canonical
 from audit.events import EventType
 from audit.ledger import Actor, record
@@ -259,9 +259,10 @@ _SLUG = re.compile(r"\A[a-z][a-z0-9-]{1,49}\Z")
 
 
 def _validate_role_template(payload: Mapping[str, Any], maker: User) -> None:
-    if set(payload) != {"change", "slug", "name", "description", "permissions"}:
+    if set(payload) != {"change", "slug", "name", "description", "permissions", "mfa_required"}:
         raise ValidationError(
-            "a role template names the change (create or edit), slug, name, description and permissions"
+            "a role template names the change (create or edit), slug, name, description, permissions "
+            "and whether its holders need a second factor"
         )
     change, slug, name = payload["change"], payload["slug"], payload["name"]
     if change not in ("create", "edit"):
@@ -281,6 +282,10 @@ def _validate_role_template(payload: Mapping[str, Any], maker: User) -> None:
     conflict = segregation_conflict(permissions)
     if conflict:
         raise ValidationError(f"a role template cannot mix duties: {conflict}")
+    if not isinstance(payload["mfa_required"], bool):
+        raise ValidationError("whether the holders need a second factor is yes or no")
+    if not payload["mfa_required"] and any(p in PRIVILEGED for p in permissions):
+        raise ValidationError("a template that administers or approves requires a second factor of its holders")
     existing = Role.objects.filter(slug=slug).first()
     if change == "create":
         if existing is not None or Role.objects.filter(name__iexact=name).exists():
@@ -301,14 +306,20 @@ def _validate_role_template(payload: Mapping[str, Any], maker: User) -> None:
 def _execute_role_template(request: ApprovalRequest, approver: User) -> None:
     payload = request.payload
     if payload["change"] == "create":
-        role = Role.objects.create(slug=payload["slug"], name=payload["name"], description=payload["description"])
+        role = Role.objects.create(
+            slug=payload["slug"],
+            name=payload["name"],
+            description=payload["description"],
+            mfa_required=payload["mfa_required"],
+        )
         before: list[str] = []
         event = EventType.ROLE_TEMPLATE_CREATED
     else:
         role = Role.objects.select_for_update().get(slug=payload["slug"])
         before = role.permissions()
         role.name, role.description = payload["name"], payload["description"]
-        role.save(update_fields=["name", "description"])
+        role.mfa_required = payload["mfa_required"]
+        role.save(update_fields=["name", "description", "mfa_required"])
         role.grants.exclude(permission__in=payload["permissions"]).delete()
         event = EventType.ROLE_TEMPLATE_CHANGED
     RolePermission.objects.bulk_create(
@@ -324,6 +335,7 @@ def _execute_role_template(request: ApprovalRequest, approver: User) -> None:
         after={
             "name": role.name,
             "permissions": sorted(payload["permissions"]),
+            "mfa_required": role.mfa_required,
             "maker": request.maker_id,
             "approver": approver.pk,
             "approval": request.pk,

@@ -67,6 +67,12 @@ class RoleTemplateForm(forms.Form):
         widget=forms.CheckboxSelectMultiple,
         help_text="From the catalog of business permissions only.",
     )
+    mfa_required = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Holders sign in with a second factor",
+        help_text="Required for a template that administers or approves.",
+    )
     reason = ReasonField(help_text="Every template change waits for a second administrator's approval.")
 
 

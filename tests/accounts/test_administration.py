@@ -238,6 +238,7 @@ def test_it_sends_a_new_role_template_to_approval(admin: User, second_admin: Use
         "name": "Evidence clerk",
         "description": "",
         "permissions": sorted(permissions),
+        "mfa_required": False,  # the box was left unticked
     }
     assert f'href="/administration/approvals/{request.pk}/"' in client.get(response["Location"]).content.decode()
 

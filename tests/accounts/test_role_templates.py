@@ -18,7 +18,13 @@ pytestmark = pytest.mark.django_db
 
 
 def template(
-    change: str, slug: str, permissions: list[str], *, name: str | None = None, description: str = ""
+    change: str,
+    slug: str,
+    permissions: list[str],
+    *,
+    name: str | None = None,
+    description: str = "",
+    mfa_required: bool = True,
 ) -> dict[str, object]:
     return {
         "change": change,
@@ -26,6 +32,7 @@ def template(
         "name": name or slug.replace("-", " ").capitalize(),
         "description": description,
         "permissions": permissions,
+        "mfa_required": mfa_required,
     }
 
 
@@ -66,6 +73,7 @@ def test_it_creates_a_template_only_once_a_second_admin_approves(admin: User, se
     assert created["after"] == {
         "name": "Evidence clerk",
         "permissions": sorted(permissions),
+        "mfa_required": True,
         "maker": admin.pk,
         "approver": second_admin.pk,
         "approval": request.pk,
@@ -102,6 +110,7 @@ def test_it_changes_a_custom_template_and_its_holders_next_request(
     assert changed["after"] == {
         "name": "Access reviewer",
         "permissions": sorted(after),
+        "mfa_required": True,
         "maker": admin.pk,
         "approver": second_admin.pk,
         "approval": request.pk,
@@ -204,3 +213,15 @@ def test_it_lets_only_a_role_manager_ask_for_a_template(analyst: User) -> None:
     with pytest.raises(PermissionDenied, match=r"accounts\.manage_roles"):
         ask(analyst, template("create", "shadow-admin", [Perm.MANAGE_USERS]))
     assert not ApprovalRequest.objects.exists()
+
+
+def test_it_sets_whether_the_holders_need_a_second_factor(admin: User, second_admin: User) -> None:
+    request = ask(admin, template("create", "readers", [Perm.VIEW_DASHBOARD], mfa_required=False))
+    approve(request.pk, acting_user=second_admin, seen_hash=request.payload_hash)
+    assert Role.objects.get(slug="readers").mfa_required is False
+    assert events()[-2]["after"]["mfa_required"] is False  # type: ignore[index]
+
+
+def test_it_wants_a_second_factor_of_a_privileged_template(admin: User) -> None:
+    with pytest.raises(ValidationError, match="requires a second factor"):
+        ask(admin, template("create", "approvers", [Perm.APPROVE_STR], mfa_required=False))
