@@ -35,6 +35,11 @@ from audit.events import EventType
 from audit.ledger import Actor, record
 from caspix.access import public, requires, stepped_up
 
+# ASVS 7.4.3: after a change of factor, offer to end the other sessions.
+OTHER_SESSIONS = (
+    "If you did not make this change, or were signed in elsewhere, end your other sessions on the Sessions page."
+)
+
 
 class CodeForm(forms.Form):
     code = forms.CharField(
@@ -173,7 +178,10 @@ def enrol(request: HttpRequest) -> HttpResponseBase:
     if form.is_valid():
         codes = mfa.confirm_totp(request, user, pending, form.cleaned_data["code"])
         if codes is not None:
-            messages.success(request, "Your authenticator app is enrolled.")
+            first_factor = bool(codes)
+            messages.success(
+                request, "Your authenticator app is enrolled." + ("" if first_factor else f" {OTHER_SESSIONS}")
+            )
             if codes:
                 return render(request, "accounts/recovery_codes.html", {"codes": codes, "next": _next(request)})
             return HttpResponseRedirect(reverse("accounts:factors"))
@@ -220,7 +228,7 @@ def factor_remove(request: HttpRequest, pk: int) -> HttpResponseBase:
             except ValidationError as error:
                 messages.error(request, "; ".join(error.messages))
             else:
-                messages.success(request, "The authenticator was removed.")
+                messages.success(request, f"The authenticator was removed. {OTHER_SESSIONS}")
     else:
         messages.error(request, "State the reason for removing the factor.")
     return HttpResponseRedirect(reverse("accounts:factors"))

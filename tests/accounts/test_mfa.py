@@ -577,6 +577,7 @@ def test_it_removes_a_spare_authenticator_and_records_it(analyst: User) -> None:
     response = client.post(f"/account/factors/{spare.pk}/remove/", {"reason": "lost it"}, follow=True)
     assert response.redirect_chain == [("/account/factors/", 302)]
     assert "The authenticator was removed." in page(response)
+    assert "end your other sessions" in page(response)  # ASVS 7.4.3
     assert not TOTPDevice.objects.filter(pk=spare.pk).exists()
     assert names() == ["FACTOR_REMOVED"]
     removed = events()[0]
