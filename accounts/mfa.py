@@ -19,6 +19,7 @@ from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.http import HttpRequest
 from django_otp.models import Device
 
@@ -27,6 +28,7 @@ from accounts.models import (
     RECOVERY_ALPHABET,
     RecoveryCode,
     RecoveryDevice,
+    Role,
     TOTPDevice,
     User,
     disabled_after_failures,
@@ -55,11 +57,20 @@ def factors(user: User) -> list[Device]:
     return found
 
 
-def has_factor(user: User) -> bool:
-    return (
-        TOTPDevice.objects.filter(user=user, confirmed=True).exists()
-        or RecoveryDevice.objects.filter(user=user, confirmed=True, codes__used_at__isnull=True).exists()
+def second_factor_state(user: User | Any) -> tuple[bool, bool]:
+    """(has a usable factor, roles require one), in one query. Recovery codes count only while
+    one is unspent."""
+    row = User.objects.filter(pk=user.pk).values_list(
+        Exists(TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True)),
+        Exists(RecoveryDevice.objects.filter(user=OuterRef("pk"), confirmed=True, codes__used_at__isnull=True)),
+        Exists(Role.objects.filter(assignments__user=OuterRef("pk"), mfa_required=True)),
     )
+    totp, recovery, needs = row.get()
+    return bool(totp or recovery), bool(needs)
+
+
+def has_factor(user: User) -> bool:
+    return second_factor_state(user)[0]
 
 
 def kind_of(device: Device) -> str:

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import Resolver404, resolve, reverse
 
 from accounts.actions import note_activity
-from accounts.mfa import is_verified
-from accounts.models import User
+from accounts.mfa import is_verified, second_factor_state
 
 
 class ActivityMiddleware:
@@ -74,16 +71,3 @@ def send_to(page: str, request: HttpRequest) -> HttpResponse:
         response["HX-Redirect"] = target
         return response
     return HttpResponseRedirect(target)
-
-
-def second_factor_state(user: User | Any) -> tuple[bool, bool]:
-    """(has a confirmed factor, roles require one), in one query."""
-    from accounts.models import RecoveryDevice, Role, TOTPDevice
-
-    row = User.objects.filter(pk=user.pk).values_list(
-        Exists(TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True)),
-        Exists(RecoveryDevice.objects.filter(user=OuterRef("pk"), confirmed=True, codes__used_at__isnull=True)),
-        Exists(Role.objects.filter(assignments__user=OuterRef("pk"), mfa_required=True)),
-    )
-    totp, recovery, needs = row.get()
-    return bool(totp or recovery), bool(needs)

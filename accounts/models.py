@@ -288,9 +288,13 @@ class TOTPDevice(TimestampMixin, ThrottlingMixin, Device):
         tolerance: int = settings.CASPIX_TOTP_TOLERANCE[tier]
         return tolerance
 
+    def base32_key(self) -> str:
+        """The seed as authenticator apps take it typed in: base32, unpadded."""
+        return base64.b32encode(self.bin_key).decode().rstrip("=")
+
     def provisioning_uri(self) -> str:
         """The otpauth:// URI an authenticator app reads from the enrolment QR code."""
-        secret = base64.b32encode(self.bin_key).decode().rstrip("=")
+        secret = self.base32_key()
         label = quote(f"{settings.OTP_TOTP_ISSUER}:{self.user.get_username()}")
         query = urlencode(
             {"secret": secret, "issuer": settings.OTP_TOTP_ISSUER, "digits": self.digits, "period": self.step}

@@ -40,9 +40,8 @@ from onelogin.saml2.auth import OneLogin_Saml2_Auth
 from onelogin.saml2.constants import OneLogin_Saml2_Constants
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
-from accounts import sessions
+from accounts import mfa, sessions
 from accounts.actions import actor_of
-from accounts.middleware import second_factor_state
 from accounts.models import (
     FederatedIdentity,
     Membership,
@@ -217,7 +216,7 @@ def acs(request: HttpRequest) -> HttpResponse:
         return _refused(request, str(refusal))
     relay = request.POST.get("RelayState", "")
     target = relay if relay.startswith("/") and not relay.startswith("//") else reverse("accounts:home")
-    if not any(second_factor_state(user)):
+    if not any(mfa.second_factor_state(user)):
         sessions.register(request, user)
     response = HttpResponseRedirect(target)
     response.delete_cookie(REQUEST_COOKIE, path=reverse("accounts:saml_acs"), samesite="None")

@@ -8,7 +8,6 @@ sign-in answers the same whether or not the account exists.
 
 from __future__ import annotations
 
-import base64
 from typing import Any, cast
 
 import segno
@@ -29,7 +28,6 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from accounts import mfa, sessions
 from accounts.actions import actor_of
 from accounts.lockout import note_failure
-from accounts.middleware import second_factor_state
 from accounts.models import RecoveryDevice, TOTPDevice, User
 from audit.events import EventType
 from audit.ledger import Actor, record
@@ -96,7 +94,7 @@ class LoginView(auth_views.LoginView):
         user = form.get_user()
         with transaction.atomic(durable=True):
             record(EventType.SIGNED_IN, actor=actor_of(user), object_type="user", object_id=user.pk, reason="password")
-        if not any(second_factor_state(user)):
+        if not any(mfa.second_factor_state(user)):
             sessions.register(self.request, user)  # no second factor to wait for: signed in
         return response
 
@@ -190,7 +188,7 @@ def enrol(request: HttpRequest) -> HttpResponseBase:
 
 
 def _enrol_page(request: HttpRequest, device: TOTPDevice, form: forms.Form, status: int = 200) -> HttpResponse:
-    key = base64.b32encode(device.bin_key).decode().rstrip("=")
+    key = device.base32_key()
     secret = " ".join(key[i : i + 4] for i in range(0, len(key), 4))
     context = {"qr": _qr_svg(device), "secret": secret, "form": form, "next": _next(request)}
     return render(request, "accounts/enrol.html", context, status=status)

@@ -10,7 +10,6 @@ Idempotent: a second run keeps the users and passwords it finds in ``var/demo-us
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import secrets
@@ -46,7 +45,7 @@ class Command(BaseCommand):
                 device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
                 if device is None:
                     device = TOTPDevice.objects.create(user=user, name="Demo authenticator", confirmed=True)
-                secret = base64.b32encode(device.bin_key).decode().rstrip("=")
+                secret = device.base32_key()
                 if slug in DEMO_TEAM_MEMBERS:
                     team, _ = Team.objects.get_or_create(slug="card-fraud", defaults={"name": "Card fraud"})
                     Membership.objects.get_or_create(team=team, user=user)
