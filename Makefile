@@ -7,12 +7,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-DEMO_ENV := CASPIX_ENV=demo
+DEMO_ENV := CASPIX_ENV=demo CASPIX_WEBAUTHN_ORIGINS=http://localhost:$(PORT)
 TEST_ENV := CASPIX_ENV=test
 # Throwaway values: `check --deploy` inspects production settings, it connects to nothing.
 DEPLOY_CHECK_ENV := CASPIX_ENV=production \
 	CASPIX_SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(64))') \
 	CASPIX_ALLOWED_HOSTS=caspix.bank.example \
+	CASPIX_WEBAUTHN_RP_ID=caspix.bank.example CASPIX_WEBAUTHN_ORIGINS=https://caspix.bank.example \
 	DATABASE_URL=postgres://caspix@db.invalid:5432/caspix \
 	CELERY_BROKER_URL=redis://redis.invalid:6379/0 \
 	CASPIX_VAULT_ADDR=https://openbao.invalid:8200 \
@@ -40,7 +41,7 @@ demo: $(VENV)/.installed-runtime
 	$(DEMO_ENV) $(PY) manage.py migrate --noinput --verbosity 0
 	$(DEMO_ENV) $(PY) manage.py seed_demo
 	$(DEMO_ENV) $(PY) manage.py seed_demo_cases
-	@echo "Caspix (demo) on http://127.0.0.1:$(PORT)/ — Ctrl-C stops it"
+	@echo "Caspix (demo) on http://localhost:$(PORT)/ (passkeys need the name localhost) — Ctrl-C stops it"
 	$(DEMO_ENV) exec $(VENV)/bin/gunicorn caspix.wsgi:application --config deploy/gunicorn.conf.py \
 		--bind 127.0.0.1:$(PORT) --workers 2
 

@@ -175,7 +175,12 @@ def role(request: HttpRequest, slug: str) -> HttpResponse:
     template = get_object_or_404(Role.objects.restrict(request.user, "view").prefetch_related("grants"), slug=slug)
     form = None
     if not template.builtin:
-        initial = {**_fields_of(template), "permissions": template.permissions(), "mfa_required": template.mfa_required}
+        initial = {
+            **_fields_of(template),
+            "permissions": template.permissions(),
+            "mfa_required": template.mfa_required,
+            "passkey_sign_in": template.passkey_sign_in,
+        }
         form = RoleTemplateForm(initial=initial)
         form.fields["slug"].disabled = True
     return _role_page(request, template, form)
@@ -204,6 +209,7 @@ def _request_template(request: HttpRequest, form: RoleTemplateForm, change: str)
         "description": data["description"],
         "permissions": sorted(data["permissions"]),
         "mfa_required": data["mfa_required"],
+        "passkey_sign_in": data["passkey_sign_in"],
     }
     try:
         approvals.request_change("role_template", payload, acting_user=request.user, reason=data["reason"])  # type: ignore[arg-type]

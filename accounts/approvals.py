@@ -259,10 +259,10 @@ _SLUG = re.compile(r"\A[a-z][a-z0-9-]{1,49}\Z")
 
 
 def _validate_role_template(payload: Mapping[str, Any], maker: User) -> None:
-    if set(payload) != {"change", "slug", "name", "description", "permissions", "mfa_required"}:
+    if set(payload) != {"change", "slug", "name", "description", "permissions", "mfa_required", "passkey_sign_in"}:
         raise ValidationError(
-            "a role template names the change (create or edit), slug, name, description, permissions "
-            "and whether its holders need a second factor"
+            "a role template names the change (create or edit), slug, name, description, permissions, "
+            "whether its holders need a second factor, and whether they may sign in with a passkey alone"
         )
     change, slug, name = payload["change"], payload["slug"], payload["name"]
     if change not in ("create", "edit"):
@@ -286,6 +286,12 @@ def _validate_role_template(payload: Mapping[str, Any], maker: User) -> None:
         raise ValidationError("whether the holders need a second factor is yes or no")
     if not payload["mfa_required"] and any(p in PRIVILEGED for p in permissions):
         raise ValidationError("a template that administers or approves requires a second factor of its holders")
+    if not isinstance(payload["passkey_sign_in"], bool):
+        raise ValidationError("whether the holders may sign in with a passkey alone is yes or no")
+    if payload["passkey_sign_in"] and any(p in PRIVILEGED for p in permissions):
+        raise ValidationError(
+            "the holders of a template that administers or approves sign in with a password and a factor"
+        )
     existing = Role.objects.filter(slug=slug).first()
     if change == "create":
         if existing is not None or Role.objects.filter(name__iexact=name).exists():
@@ -311,6 +317,7 @@ def _execute_role_template(request: ApprovalRequest, approver: User) -> None:
             name=payload["name"],
             description=payload["description"],
             mfa_required=payload["mfa_required"],
+            passkey_sign_in=payload["passkey_sign_in"],
         )
         before: list[str] = []
         event = EventType.ROLE_TEMPLATE_CREATED
@@ -318,8 +325,8 @@ def _execute_role_template(request: ApprovalRequest, approver: User) -> None:
         role = Role.objects.select_for_update().get(slug=payload["slug"])
         before = role.permissions()
         role.name, role.description = payload["name"], payload["description"]
-        role.mfa_required = payload["mfa_required"]
-        role.save(update_fields=["name", "description", "mfa_required"])
+        role.mfa_required, role.passkey_sign_in = payload["mfa_required"], payload["passkey_sign_in"]
+        role.save(update_fields=["name", "description", "mfa_required", "passkey_sign_in"])
         role.grants.exclude(permission__in=payload["permissions"]).delete()
         event = EventType.ROLE_TEMPLATE_CHANGED
     RolePermission.objects.bulk_create(
@@ -336,6 +343,7 @@ def _execute_role_template(request: ApprovalRequest, approver: User) -> None:
             "name": role.name,
             "permissions": sorted(payload["permissions"]),
             "mfa_required": role.mfa_required,
+            "passkey_sign_in": role.passkey_sign_in,
             "maker": request.maker_id,
             "approver": approver.pk,
             "approval": request.pk,

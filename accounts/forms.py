@@ -73,6 +73,13 @@ class RoleTemplateForm(forms.Form):
         label="Holders sign in with a second factor",
         help_text="Required for a template that administers or approves.",
     )
+    passkey_sign_in = forms.BooleanField(
+        required=False,
+        initial=False,
+        label="Holders may sign in with a passkey alone",
+        help_text="No password; the passkey's own PIN or biometric is required. Not for a template that "
+        "administers or approves.",
+    )
     reason = ReasonField(help_text="Every template change waits for a second administrator's approval.")
 
 

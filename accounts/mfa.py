@@ -26,6 +26,7 @@ from django_otp.models import Device
 from accounts.actions import actor_of
 from accounts.models import (
     RECOVERY_ALPHABET,
+    Passkey,
     RecoveryCode,
     RecoveryDevice,
     Role,
@@ -38,7 +39,11 @@ from audit.ledger import record
 from caspix.access import STEP_UP_SESSION_KEY
 
 RECOVERY_CODES = 10
-FACTOR_KINDS: dict[type[Device], str] = {TOTPDevice: "authenticator app", RecoveryDevice: "recovery code"}
+FACTOR_KINDS: dict[type[Device], str] = {
+    TOTPDevice: "authenticator app",
+    Passkey: "passkey",
+    RecoveryDevice: "recovery code",
+}
 
 
 def is_verified(user: Any) -> bool:
@@ -51,7 +56,8 @@ def needs_second_factor(user: User) -> bool:
 
 
 def factors(user: User) -> list[Device]:
-    """The confirmed factors of ``user`` that can verify a sign-in, TOTP first."""
+    """The confirmed factors of ``user`` that verify with a typed code, TOTP first (passkeys
+    verify in the browser: :mod:`accounts.passkeys`)."""
     found: list[Device] = list(TOTPDevice.objects.filter(user=user, confirmed=True).order_by("pk"))
     found += RecoveryDevice.objects.filter(user=user, confirmed=True, codes__used_at__isnull=True).distinct()
     return found
@@ -62,22 +68,34 @@ def second_factor_state(user: User | Any) -> tuple[bool, bool]:
     one is unspent."""
     row = User.objects.filter(pk=user.pk).values_list(
         Exists(TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True)),
+        Exists(Passkey.objects.filter(user=OuterRef("pk"), confirmed=True)),
         Exists(RecoveryDevice.objects.filter(user=OuterRef("pk"), confirmed=True, codes__used_at__isnull=True)),
         Exists(Role.objects.filter(assignments__user=OuterRef("pk"), mfa_required=True)),
     )
-    totp, recovery, needs = row.get()
-    return bool(totp or recovery), bool(needs)
+    totp, passkey, recovery, needs = row.get()
+    return bool(totp or passkey or recovery), bool(needs)
 
 
 def has_factor(user: User) -> bool:
     return second_factor_state(user)[0]
 
 
+def has_primary_factor(user: User, *, besides: Device | None = None) -> bool:
+    """Whether ``user`` keeps an authenticator app or a passkey (other than ``besides``)."""
+    for model in (TOTPDevice, Passkey):
+        found = model.objects.filter(user=user, confirmed=True)
+        if besides is not None and isinstance(besides, model):
+            found = found.exclude(pk=besides.pk)
+        if found.exists():
+            return True
+    return False
+
+
 def kind_of(device: Device) -> str:
     return FACTOR_KINDS.get(type(device), "factor")
 
 
-def _describe(device: Device) -> dict[str, object]:
+def describe(device: Device) -> dict[str, object]:
     return {"factor": kind_of(device), "device": device.persistent_id}
 
 
@@ -104,17 +122,17 @@ def confirm_totp(request: HttpRequest, user: User, device: TOTPDevice, token: st
                 object_type="user",
                 object_id=user.pk,
                 reason="enrolment",
-                after=_describe(device),
+                after=describe(device),
             )
             return None
         first = not has_factor(user)
         device.confirmed = True
         device.save(update_fields=["confirmed"])
         record(
-            EventType.FACTOR_ADDED, actor=actor_of(user), object_type="user", object_id=user.pk, after=_describe(device)
+            EventType.FACTOR_ADDED, actor=actor_of(user), object_type="user", object_id=user.pk, after=describe(device)
         )
         codes = _issue_recovery_codes(user, actor=user) if first else []
-    _verified(request, device)
+    verified(request, device)
     return codes
 
 
@@ -124,6 +142,11 @@ def issue_recovery_codes(user: User, *, acting_user: User) -> list[str]:
         raise ValidationError("recovery codes are issued to their owner only")
     with transaction.atomic(durable=True):
         return _issue_recovery_codes(user, actor=acting_user)
+
+
+def first_recovery_codes(user: User) -> list[str]:
+    """The recovery codes that come with a user's first factor (inside its transaction)."""
+    return _issue_recovery_codes(user, actor=user)
 
 
 def _issue_recovery_codes(user: User, *, actor: User) -> list[str]:
@@ -166,9 +189,9 @@ def remove_factor(device: Device, *, acting_user: User, reason: str) -> None:
     with transaction.atomic(durable=True):
         removed = [device]
         type(device).objects.filter(pk=device.pk).delete()
-        if not TOTPDevice.objects.filter(user=owner, confirmed=True).exists():
-            # Recovery codes back up an authenticator: without one they go too, or they would
-            # be a factor of their own that the user never chose.
+        if not has_primary_factor(owner):
+            # Recovery codes back up an authenticator or a passkey: without either they go too,
+            # or they would be a factor of their own that the user never chose.
             removed += list(RecoveryDevice.objects.filter(user=owner))
             RecoveryDevice.objects.filter(user=owner).delete()
         for gone in removed:
@@ -178,7 +201,7 @@ def remove_factor(device: Device, *, acting_user: User, reason: str) -> None:
                 object_type="user",
                 object_id=owner.pk,
                 reason=reason,
-                after=_describe(gone),
+                after=describe(gone),
             )
 
 
@@ -207,7 +230,7 @@ def verify(request: HttpRequest, user: User, device: Device, token: str, *, step
             object_type="user",
             object_id=user.pk,
             reason="step-up" if step_up else "sign-in",
-            after=_describe(locked),
+            after=describe(locked),
         )
         failures = getattr(locked, "throttling_failure_count", 0)
         if not ok and not was_disabled and failures >= settings.CASPIX_FACTOR_MAX_FAILURES:
@@ -217,14 +240,14 @@ def verify(request: HttpRequest, user: User, device: Device, token: str, *, step
                 object_type="user",
                 object_id=user.pk,
                 reason=f"{failures} consecutive failures",
-                after=_describe(locked),
+                after=describe(locked),
             )
     if ok:
-        _verified(request, locked)
+        verified(request, locked)
     return bool(ok)
 
 
-def _verified(request: HttpRequest, device: Device) -> None:
+def verified(request: HttpRequest, device: Device) -> None:
     from accounts import sessions
 
     request.session.cycle_key()  # a new session id at every change of privilege

@@ -35,6 +35,10 @@ class SecondFactorMiddleware:
             "accounts:logout",
             "accounts:verify",
             "accounts:enrol",
+            "accounts:passkey_authenticate_begin",
+            "accounts:passkey_authenticate_complete",
+            "accounts:passkey_register_begin",  # the first factor only: a second needs the first
+            "accounts:passkey_register_complete",
             "accounts:saml_metadata",
             "accounts:saml_login",
             "accounts:saml_acs",

@@ -123,6 +123,10 @@ class Role(models.Model):
     mfa_required = models.BooleanField(
         default=True, help_text="Holders sign in with a second factor, enrolled at their first sign-in"
     )
+    passkey_sign_in = models.BooleanField(
+        default=False,
+        help_text="Holders may sign in with a passkey alone (user verification required), without a password",
+    )
 
     objects = RoleQuerySet.as_manager()
 
@@ -351,6 +355,42 @@ class RecoveryDevice(ThrottlingMixin, Device):
 
     def remaining(self) -> int:
         return self.codes.filter(used_at__isnull=True).count()
+
+
+# django-otp-webauthn's models module asks for the user model as it is imported: import it once
+# User is defined.
+from django_otp_webauthn.models import AbstractWebAuthnAttestation, AbstractWebAuthnCredential  # noqa: E402
+
+
+class Passkey(ThrottlingMixin, AbstractWebAuthnCredential):
+    """A WebAuthn credential (django-otp-webauthn's model, with django-otp's failure counter).
+
+    Its signature cannot be guessed, but a credential that keeps failing is disabled all the same
+    after 100 consecutive failures (NIST SP 800-63B), as every other factor is.
+    """
+
+    class Meta(AbstractWebAuthnCredential.Meta):
+        verbose_name = "passkey"  # type: ignore[assignment]
+        verbose_name_plural = "passkeys"  # type: ignore[assignment]
+        indexes = [models.Index(fields=["credential_id_sha256"], name="passkey_sha256_idx")]
+
+    def __str__(self) -> str:
+        return f"Passkey {self.pk} of user {self.user_id}"
+
+    def verify_is_allowed(self) -> tuple[bool, dict[str, Any] | None]:
+        return disabled_after_failures(self) or super().verify_is_allowed()  # type: ignore[no-untyped-call]
+
+    def get_throttle_factor(self) -> int:
+        return 0  # failures are counted, not slowed down: a signature cannot be guessed
+
+
+class PasskeyAttestation(AbstractWebAuthnAttestation):
+    """What the authenticator said of itself at registration, kept for later review."""
+
+    credential = models.OneToOneField(Passkey, on_delete=models.CASCADE, related_name="attestation", editable=False)
+
+    def __str__(self) -> str:
+        return f"attestation of passkey {self.credential_id}"
 
 
 RECOVERY_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # 32 symbols, no 0/O or 1/I

@@ -25,10 +25,10 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from accounts import mfa, sessions
+from accounts import mfa, passkeys, sessions
 from accounts.actions import actor_of
 from accounts.lockout import note_failure
-from accounts.models import RecoveryDevice, TOTPDevice, User
+from accounts.models import Passkey, RecoveryDevice, TOTPDevice, User
 from audit.events import EventType
 from audit.ledger import Actor, record
 from caspix.access import public, requires, stepped_up
@@ -87,6 +87,7 @@ class LoginView(auth_views.LoginView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         context["saml_enabled"] = bool(settings.CASPIX_SAML)
+        context["passkey_sign_in"] = settings.OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN
         return context
 
     def form_valid(self, form: AuthenticationForm) -> HttpResponse:
@@ -138,7 +139,8 @@ def verify(request: HttpRequest) -> HttpResponseBase:
     """Verify a factor: at sign-in, or again for a privileged action (step-up)."""
     user: User = request.user  # type: ignore[assignment]
     devices = mfa.factors(user)
-    if not devices:
+    keys = passkeys.passkeys(user)
+    if not devices and not keys:
         return HttpResponseRedirect(reverse("accounts:enrol"))
     step_up = mfa.is_verified(user)
     form = VerifyForm(request.POST if request.method == "POST" else None, devices=devices)
@@ -150,7 +152,12 @@ def verify(request: HttpRequest) -> HttpResponseBase:
             form.add_error("device", "Choose one of your factors.")
         else:
             form.add_error("code", mfa.failure_message(device, type(device).objects.get(pk=device.pk)))
-    context = {"form": form, "next": _next(request), "step_up": step_up}
+    context = {
+        "form": form if devices else None,
+        "passkeys": keys,
+        "next": _next(request),
+        "step_up": step_up,
+    }
     return render(request, "accounts/verify.html", context, status=400 if form.errors else 200)
 
 
@@ -190,7 +197,12 @@ def enrol(request: HttpRequest) -> HttpResponseBase:
 def _enrol_page(request: HttpRequest, device: TOTPDevice, form: forms.Form, status: int = 200) -> HttpResponse:
     key = device.base32_key()
     secret = " ".join(key[i : i + 4] for i in range(0, len(key), 4))
-    context = {"qr": _qr_svg(device), "secret": secret, "form": form, "next": _next(request)}
+    context = {
+        "qr": _qr_svg(device),
+        "secret": secret,
+        "form": form,
+        "next": _next(request),
+    }
     return render(request, "accounts/enrol.html", context, status=status)
 
 
@@ -201,6 +213,7 @@ def factors(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
     context = {
         "totp": TOTPDevice.objects.filter(user=user, confirmed=True).order_by("pk"),
+        "passkeys": passkeys.passkeys(user),
         "recovery": RecoveryDevice.objects.filter(user=user).first(),
         "needed": mfa.needs_second_factor(user),
         "form": ReasonForm(),
@@ -211,22 +224,32 @@ def factors(request: HttpRequest) -> HttpResponse:
 @requires(step_up=True)
 @require_POST
 def factor_remove(request: HttpRequest, pk: int) -> HttpResponseBase:
+    """Remove one of one's authenticator apps."""
+    return _remove(request, TOTPDevice.objects.filter(user=request.user, confirmed=True, pk=pk).first())
+
+
+@requires(step_up=True)
+@require_POST
+def passkey_remove(request: HttpRequest, pk: int) -> HttpResponseBase:
+    """Remove one of one's passkeys."""
+    return _remove(request, Passkey.objects.filter(user=request.user, pk=pk).first())
+
+
+def _remove(request: HttpRequest, device: TOTPDevice | Passkey | None) -> HttpResponseBase:
     user: User = request.user  # type: ignore[assignment]
-    device = TOTPDevice.objects.filter(user=user, confirmed=True, pk=pk).first()
     form = ReasonForm(request.POST)
     if device is None:
         messages.error(request, "There is no such factor of yours.")
     elif form.is_valid():
-        remaining = TOTPDevice.objects.filter(user=user, confirmed=True).exclude(pk=pk).exists()
-        if mfa.needs_second_factor(user) and not remaining:
-            messages.error(request, "Your roles require an authenticator: add another before removing this one.")
+        if mfa.needs_second_factor(user) and not mfa.has_primary_factor(user, besides=device):
+            messages.error(request, "Your roles require a second factor: add another before removing this one.")
         else:
             try:
                 mfa.remove_factor(device, acting_user=user, reason=form.cleaned_data["reason"])
             except ValidationError as error:
                 messages.error(request, "; ".join(error.messages))
             else:
-                messages.success(request, f"The authenticator was removed. {OTHER_SESSIONS}")
+                messages.success(request, f"The {mfa.kind_of(device)} was removed. {OTHER_SESSIONS}")
     else:
         messages.error(request, "State the reason for removing the factor.")
     return HttpResponseRedirect(reverse("accounts:factors"))

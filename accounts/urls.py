@@ -1,6 +1,6 @@
 from django.urls import path
 
-from accounts import administration, saml, signin, views
+from accounts import administration, passkeys, saml, signin, views
 
 app_name = "accounts"
 
@@ -10,6 +10,11 @@ urlpatterns = [
     path("logout/", signin.logout, name="logout"),
     path("login/verify/", signin.verify, name="verify"),
     path("login/enrol/", signin.enrol, name="enrol"),
+    path("login/passkey/begin/", passkeys.authenticate_begin, name="passkey_authenticate_begin"),
+    path("login/passkey/complete/", passkeys.authenticate_complete, name="passkey_authenticate_complete"),
+    path("account/passkeys/begin/", passkeys.register_begin, name="passkey_register_begin"),
+    path("account/passkeys/complete/", passkeys.register_complete, name="passkey_register_complete"),
+    path("account/passkeys/<int:pk>/remove/", signin.passkey_remove, name="passkey_remove"),
     path("saml/metadata/", saml.metadata, name="saml_metadata"),
     path("saml/login/", saml.start, name="saml_login"),
     path("saml/acs/", saml.acs, name="saml_acs"),

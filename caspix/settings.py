@@ -80,6 +80,9 @@ INSTALLED_APPS = [
     "caspix.crypto",
     "audit",
     "accounts",
+    # Its user-handle table (the passkey models are accounts' own). After accounts: its models
+    # module reads the user model as it is imported.
+    "django_otp_webauthn",
     "cases",
     "reporting",
 ]
@@ -180,6 +183,26 @@ CASPIX_TOTP_TOLERANCE = {
 # NIST SP 800-63B: an authenticator is disabled after at most 100 consecutive failures.
 CASPIX_FACTOR_MAX_FAILURES = 100
 OTP_TOTP_ISSUER = "Caspix"
+
+# --- Passkeys: WebAuthn through django-otp-webauthn (accounts/passkeys.py) ---------------------
+# The relying-party id and the origins are pinned here, never taken from a request's headers. A
+# passkey is scoped to the id for good: changing it means enrolling every passkey again. The id
+# is a host name, not an address (WebAuthn refuses 127.0.0.1): the demo is reached as localhost.
+OTP_WEBAUTHN_RP_ID = env.str("CASPIX_WEBAUTHN_RP_ID", None if PRODUCTION else "localhost")
+OTP_WEBAUTHN_RP_NAME = "Caspix"
+OTP_WEBAUTHN_ALLOWED_ORIGINS = env.list("CASPIX_WEBAUTHN_ORIGINS", () if PRODUCTION else ("http://localhost:8000",))
+if PRODUCTION and (
+    not OTP_WEBAUTHN_ALLOWED_ORIGINS or any(not o.startswith("https://") for o in OTP_WEBAUTHN_ALLOWED_ORIGINS)
+):
+    raise ConfigError("CASPIX_WEBAUTHN_ORIGINS is required: the https:// origins Caspix is served under")
+OTP_WEBAUTHN_CREDENTIAL_MODEL = "accounts.Passkey"
+OTP_WEBAUTHN_ATTESTATION_MODEL = "accounts.PasskeyAttestation"
+OTP_WEBAUTHN_HELPER_CLASS = "accounts.passkeys.Helper"
+# Passkey sign-in without a password is offered on the sign-in page when this is on, and then
+# admitted only for users all of whose role templates allow it (Role.passkey_sign_in).
+OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN = env.bool("CASPIX_PASSKEY_SIGN_IN", True)
+OTP_WEBAUTHN_EXCEPTION_LOGGER_NAME = ""  # refusals are logged, masked, by accounts/passkeys.py
+OTP_WEBAUTHN_TIMEOUT_SECONDS = 120
 
 # --- SAML 2.0 federation (accounts/saml.py); off unless an identity provider is configured -----
 CASPIX_SAML: dict[str, object] | None = None

@@ -18,6 +18,7 @@ _SHAPING = (
     _shipped.ship_roles,
     importlib.import_module("accounts.migrations.0004_admins_read_the_ledger").grant,
     importlib.import_module("accounts.migrations.0009_second_factors").optional_for_readers,
+    importlib.import_module("accounts.migrations.0013_passkeys").passkey_sign_in_for_casework_and_oversight,
 )
 
 

@@ -61,6 +61,7 @@ def test_it_migrates_seeds_and_serves_the_login_page(demo_env: dict[str, str], t
 def test_it_refuses_demo_users_under_production_settings(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CASPIX_")}
     env |= {"CASPIX_ENV": "production", "CASPIX_SECRET_KEY": "p" * 60, "CASPIX_ALLOWED_HOSTS": "x.example"}
+    env |= {"CASPIX_WEBAUTHN_RP_ID": "x.example", "CASPIX_WEBAUTHN_ORIGINS": "https://x.example"}
     env |= {"DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3", "CELERY_BROKER_URL": "redis://127.0.0.1:9/0"}
     env |= {"CASPIX_VAULT_ADDR": "https://openbao.invalid", "CASPIX_VAULT_TOKEN": "t"}
     result = subprocess.run(

@@ -239,6 +239,7 @@ def test_it_sends_a_new_role_template_to_approval(admin: User, second_admin: Use
         "description": "",
         "permissions": sorted(permissions),
         "mfa_required": False,  # the box was left unticked
+        "passkey_sign_in": False,
     }
     assert f'href="/administration/approvals/{request.pk}/"' in client.get(response["Location"]).content.decode()
 

@@ -192,7 +192,7 @@ def test_it_keeps_the_seed_encrypted_and_out_of_any_admin_site(analyst: User, cl
     assert device.bin_key not in raw
     assert secret.encode() not in raw
     assert "django.contrib.admin" not in settings.INSTALLED_APPS
-    assert not any(app.startswith("django_otp") for app in settings.INSTALLED_APPS)
+    assert not any(app.startswith("django_otp.plugins") for app in settings.INSTALLED_APPS)
     with pytest.raises(Resolver404):
         resolve("/admin/")
 
@@ -564,7 +564,7 @@ def test_it_refuses_to_remove_the_last_authenticator_a_role_requires(analyst: Us
     client = client_for(analyst)
     response = client.post(f"/account/factors/{device.pk}/remove/", {"reason": "new phone"}, follow=True)
     assert response.redirect_chain == [("/account/factors/", 302)]
-    assert "Your roles require an authenticator: add another before removing this one." in page(response)
+    assert "Your roles require a second factor: add another before removing this one." in page(response)
     assert TOTPDevice.objects.filter(pk=device.pk).exists()
     assert "FACTOR_REMOVED" not in names()
 
@@ -575,7 +575,7 @@ def test_it_removes_a_spare_authenticator_and_records_it(analyst: User) -> None:
     client = client_for(analyst)  # verified with the first one
     response = client.post(f"/account/factors/{spare.pk}/remove/", {"reason": "lost it"}, follow=True)
     assert response.redirect_chain == [("/account/factors/", 302)]
-    assert "The authenticator was removed." in page(response)
+    assert "The authenticator app was removed." in page(response)
     assert "end your other sessions" in page(response)  # ASVS 7.4.3
     assert not TOTPDevice.objects.filter(pk=spare.pk).exists()
     assert names() == ["FACTOR_REMOVED"]

@@ -33,6 +33,7 @@ def template(
         "description": description,
         "permissions": permissions,
         "mfa_required": mfa_required,
+        "passkey_sign_in": False,
     }
 
 
@@ -74,6 +75,7 @@ def test_it_creates_a_template_only_once_a_second_admin_approves(admin: User, se
         "name": "Evidence clerk",
         "permissions": sorted(permissions),
         "mfa_required": True,
+        "passkey_sign_in": False,
         "maker": admin.pk,
         "approver": second_admin.pk,
         "approval": request.pk,
@@ -111,6 +113,7 @@ def test_it_changes_a_custom_template_and_its_holders_next_request(
         "name": "Access reviewer",
         "permissions": sorted(after),
         "mfa_required": True,
+        "passkey_sign_in": False,
         "maker": admin.pk,
         "approver": second_admin.pk,
         "approval": request.pk,

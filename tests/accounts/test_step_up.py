@@ -43,6 +43,7 @@ STEP_UP_ROUTES = sorted(route for route, view in all_patterns() if "step-up" in 
 # The POST-only step-up routes, and the page each one's form lives on.
 FORM_PAGES = {
     "account/factors/<int:pk>/remove/": "/account/factors/",
+    "account/passkeys/<int:pk>/remove/": "/account/factors/",
     "account/recovery-codes/": "/account/factors/",
     "administration/users/<str:username>/roles/": "/administration/users/bob/",
     "administration/users/<str:username>/active/": "/administration/users/bob/",

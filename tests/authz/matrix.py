@@ -79,6 +79,14 @@ MATRIX: tuple[Entry, ...] = (
     Entry("accounts:factors", "GET", signed_in(200)),
     Entry("accounts:factor_remove", "POST", signed_in(302), lambda w, p, o: {"pk": MISSING_PK}),
     Entry("accounts:recovery_codes", "POST", signed_in(200)),
+    Entry("accounts:passkey_remove", "POST", signed_in(302), lambda w, p, o: {"pk": MISSING_PK}),
+    # passkeys: registering one begins for anyone signed in with a fresh factor; completing it
+    # without a begun ceremony is refused. Authentication is open to the anonymous (a sign-in
+    # without a password, begun here); a persona with no passkey is refused it.
+    Entry("accounts:passkey_register_begin", "POST", signed_in(200)),
+    Entry("accounts:passkey_register_complete", "POST", signed_in(400)),
+    Entry("accounts:passkey_authenticate_begin", "POST", signed_in(403, anonymous=200)),
+    Entry("accounts:passkey_authenticate_complete", "POST", signed_in(403, anonymous=400)),
     # --- SAML: off in the matrix's world (no identity provider configured), so absent for all;
     # tests/accounts/test_saml.py runs it with one
     Entry("accounts:saml_metadata", "GET", everyone(404)),

@@ -24,7 +24,7 @@ def code_for(key: bytes) -> str:
 def sign_in(page: Any, username: str) -> None:
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
 
 
 def test_it_signs_in_with_an_authenticator_code(page: Any) -> None:
@@ -74,7 +74,7 @@ def test_it_keeps_a_wrong_password_on_the_login_page(page: Any) -> None:
     page.goto("/login/")
     page.get_by_label("Username").fill("bob")
     page.get_by_label("Password").fill("not the password")
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     assert page.get_by_role("alert").inner_text().startswith("Your username and password did not match")
     assert page.url.endswith("/login/")
 
@@ -84,7 +84,7 @@ def test_it_signs_out(page: Any) -> None:
     page.goto("/login/")
     page.get_by_label("Username").fill("erin")
     page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     page.wait_for_url("**/audit/")
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url("**/login/")

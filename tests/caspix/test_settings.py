@@ -20,6 +20,8 @@ PRODUCTION = {
     "CASPIX_ENV": "production",
     "CASPIX_SECRET_KEY": SECRET,
     "CASPIX_ALLOWED_HOSTS": "caspix.bank.example",
+    "CASPIX_WEBAUTHN_RP_ID": "caspix.bank.example",
+    "CASPIX_WEBAUTHN_ORIGINS": "https://caspix.bank.example",
     "DATABASE_URL": "postgres://caspix@db.invalid/caspix",
     "CELERY_BROKER_URL": "redis://redis.invalid:6379/0",
     "CASPIX_VAULT_ADDR": "https://openbao.invalid:8200",
@@ -56,7 +58,15 @@ def production_settings(*names: str, **overrides: str) -> dict[str, object]:
 
 @pytest.mark.parametrize(
     "missing",
-    ["CASPIX_SECRET_KEY", "CASPIX_ALLOWED_HOSTS", "DATABASE_URL", "CELERY_BROKER_URL", "CASPIX_VAULT_ADDR"],
+    [
+        "CASPIX_SECRET_KEY",
+        "CASPIX_ALLOWED_HOSTS",
+        "CASPIX_WEBAUTHN_RP_ID",
+        "CASPIX_WEBAUTHN_ORIGINS",
+        "DATABASE_URL",
+        "CELERY_BROKER_URL",
+        "CASPIX_VAULT_ADDR",
+    ],
 )
 def test_it_refuses_to_start_in_production_without(missing: str) -> None:
     env = {k: v for k, v in PRODUCTION.items() if k != missing}
@@ -164,3 +174,10 @@ def test_it_explains_a_configuration_error_without_a_traceback() -> None:
     assert result.returncode != 0
     assert result.stderr.startswith("Caspix configuration error: CASPIX_SECRET_KEY")
     assert "Traceback" not in result.stderr
+
+
+def test_it_refuses_a_passkey_origin_that_is_not_https() -> None:
+    result = load_settings({**PRODUCTION, "CASPIX_WEBAUTHN_ORIGINS": "http://caspix.bank.example"}, "DEBUG")
+    assert result.returncode != 0
+    assert "ConfigError: CASPIX_WEBAUTHN_ORIGINS" in result.stderr
+
