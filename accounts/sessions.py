@@ -97,6 +97,20 @@ def end_all(user: User, *, acting_user: User, reason: str, keep: str | None = No
     return ended
 
 
+def signed_out(request: HttpRequest) -> None:
+    """The user signed this session out: its record says so (the ledger has the sign-out).
+    The caller's logout empties the session."""
+    _close(request, "signed out")
+
+
+def _close(request: HttpRequest, reason: str) -> int | None:
+    registered = request.session.get(REGISTERED)
+    if registered is None:
+        return None
+    UserSession.objects.filter(pk=registered, ended_at__isnull=True).update(ended_at=timezone.now(), end_reason=reason)
+    return int(registered)
+
+
 def _end(session: UserSession, *, reason: str, actor: Actor) -> None:
     session.ended_at = timezone.now()
     session.end_reason = reason

@@ -123,6 +123,7 @@ class LogoutView(auth_views.LogoutView):
         if user.is_authenticated:
             with transaction.atomic(durable=True):
                 record(EventType.SIGNED_OUT, actor=actor_of(user), object_type="user", object_id=user.pk)
+                sessions.signed_out(request)
         return super().post(request, *args, **kwargs)
 
 

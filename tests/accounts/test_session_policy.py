@@ -58,6 +58,15 @@ def test_it_registers_a_sign_in_without_a_factor_at_once(manager: User) -> None:
     assert (session.tier, session.ended_at) == ("standard", None)
 
 
+def test_it_closes_the_record_of_a_signed_out_session(manager: User) -> None:
+    client = password_only(manager)
+    client.post("/logout/")
+    session = UserSession.objects.get(user=manager)
+    assert session.end_reason == "signed out"
+    assert session.ended_at is not None
+    assert not [event for event in events() if event["name"] == "SESSION_ENDED"]  # SIGNED_OUT says it
+
+
 def test_it_registers_a_sign_in_with_a_factor_only_once_verified(admin: User, clock: float) -> None:
     with_factor(admin)
     password_only(admin)
