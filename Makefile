@@ -56,7 +56,13 @@ checks: $(VENV)/.installed-dev
 	$(TEST_ENV) $(PY) manage.py makemigrations --check --dry-run
 	$(DEPLOY_CHECK_ENV) $(PY) manage.py check --deploy --fail-level WARNING
 
-pytest: $(VENV)/.installed-dev
+# The test OIDC provider's packages (npm oidc-provider), reinstalled only when its lock changes.
+OIDC_PROVIDER := tests/oidc_provider
+$(OIDC_PROVIDER)/node_modules/.installed: $(OIDC_PROVIDER)/package.json $(OIDC_PROVIDER)/package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund --prefix $(OIDC_PROVIDER)
+	@touch $@
+
+pytest: $(VENV)/.installed-dev $(OIDC_PROVIDER)/node_modules/.installed
 	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadgroup --cov --cov-report=term $(PYTEST_ARGS)
 
 test: $(VENV)/.installed-dev
@@ -73,4 +79,4 @@ vendor:
 	$(PY) scripts/vendor_manifest.py
 
 clean:
-	rm -rf $(VENV) staticfiles .coverage .mypy_cache .ruff_cache .pytest_cache node_modules
+	rm -rf $(VENV) staticfiles .coverage .mypy_cache .ruff_cache .pytest_cache node_modules $(OIDC_PROVIDER)/node_modules

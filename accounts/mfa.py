@@ -26,6 +26,7 @@ from django_otp.models import Device
 from accounts.actions import actor_of
 from accounts.models import (
     RECOVERY_ALPHABET,
+    IdentityProviderFactor,
     Passkey,
     RecoveryCode,
     RecoveryDevice,
@@ -43,6 +44,7 @@ FACTOR_KINDS: dict[type[Device], str] = {
     TOTPDevice: "authenticator app",
     Passkey: "passkey",
     RecoveryDevice: "recovery code",
+    IdentityProviderFactor: "identity provider's factor",
 }
 
 

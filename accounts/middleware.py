@@ -9,6 +9,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import Resolver404, resolve, reverse
 
+from accounts import federation
 from accounts.actions import note_activity
 from accounts.mfa import is_verified, second_factor_state
 
@@ -42,6 +43,8 @@ class SecondFactorMiddleware:
             "accounts:saml_metadata",
             "accounts:saml_login",
             "accounts:saml_acs",
+            "accounts:oidc_login",
+            "accounts:oidc_callback",
             "healthz",
             "readyz",
             "metrics",
@@ -62,14 +65,20 @@ class SecondFactorMiddleware:
             if name not in self.OPEN and not request.path_info.startswith(settings.STATIC_URL):
                 has, needs = second_factor_state(user)
                 if has or needs:
-                    return send_to("accounts:verify" if has else "accounts:enrol", request)
+                    # Verification offers every way there is, the identity provider's included.
+                    verify = has or federation.can_step_up(user)
+                    return send_to("accounts:verify" if verify else "accounts:enrol", request)
         return self.get_response(request)
 
 
 def send_to(page: str, request: HttpRequest) -> HttpResponse:
     """Redirect to ``page``, to come back to this request's page; an htmx request gets its
     ``HX-Redirect`` instead, so the whole page goes there rather than a fragment of it."""
-    target = f"{reverse(page)}?{urlencode({'next': request.get_full_path()})}"
+    return send_to_url(f"{reverse(page)}?{urlencode({'next': request.get_full_path()})}", request)
+
+
+def send_to_url(target: str, request: HttpRequest) -> HttpResponse:
+    """Redirect to ``target``, by ``HX-Redirect`` for an htmx request (the whole page goes)."""
     if request.headers.get("HX-Request"):
         response = HttpResponse(status=204)
         response["HX-Redirect"] = target

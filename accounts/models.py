@@ -443,6 +443,27 @@ class UserSession(models.Model):
         return f"session {self.pk} of user {self.user_id}"
 
 
+class IdentityProviderFactor(Device):
+    """The second factor an identity provider checked, standing for ours when the federation
+    policy trusts it (accounts/federation.py). It verifies no code of its own: it exists so the
+    session can say which factor verified it, as every other one does."""
+
+    class Meta(Device.Meta):
+        verbose_name = "identity provider's factor"
+
+    def __str__(self) -> str:
+        return f"Identity provider's factor of user {self.user_id}"
+
+    @classmethod
+    def for_user(cls, user: User) -> IdentityProviderFactor:
+        device: IdentityProviderFactor
+        device, _ = cls.objects.get_or_create(user=user, defaults={"name": "Identity provider", "confirmed": True})
+        return device
+
+    def verify_token(self, token: Any) -> bool:
+        return False
+
+
 class FederatedIdentity(models.Model):
     """A user as an identity provider knows them: its entity id (issuer) and their subject there.
     Users are matched on this pair only, never on an e-mail address (ASVS 6.8.1, 10.5.2)."""

@@ -30,7 +30,6 @@ from django.contrib.auth import login
 from django.core.signing import BadSignature
 from django.db import IntegrityError, transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
-from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -40,20 +39,11 @@ from onelogin.saml2.auth import OneLogin_Saml2_Auth
 from onelogin.saml2.constants import OneLogin_Saml2_Constants
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
-from accounts import mfa, sessions
+from accounts import federation
 from accounts.actions import actor_of
-from accounts.models import (
-    FederatedIdentity,
-    Membership,
-    Role,
-    RoleAssignment,
-    SamlRequest,
-    SeenAssertion,
-    Team,
-    User,
-)
+from accounts.models import SamlRequest, SeenAssertion, User
 from audit.events import EventType
-from audit.ledger import Actor, record
+from audit.ledger import record
 from caspix.access import public
 
 logger = logging.getLogger(__name__)
@@ -213,23 +203,32 @@ def acs(request: HttpRequest) -> HttpResponse:
             raise SamlRefusedError(f"invalid response: {auth.get_last_error_reason() or ', '.join(auth.get_errors())}")
         user = _sign_in(request, auth)
     except SamlRefusedError as refusal:
-        return _refused(request, str(refusal))
+        return federation.refused(request, "saml", str(refusal))
     relay = request.POST.get("RelayState", "")
     target = relay if relay.startswith("/") and not relay.startswith("//") else reverse("accounts:home")
-    if not any(mfa.second_factor_state(user)):
-        sessions.register(request, user)
+    federation.complete(request, user, provider_mfa=provider_mfa(auth), authenticated_at=None)
     response = HttpResponseRedirect(target)
     response.delete_cookie(REQUEST_COOKIE, path=reverse("accounts:saml_acs"), samesite="None")
     return response
 
 
+def provider_mfa(auth: OneLogin_Saml2_Auth) -> bool:
+    """Whether the policy lets the IdP's second factor stand for ours: ``CASPIX_SAML_MFA=idp``
+    and the assertion's AuthnContextClassRef is one the bank lists as multi-factor."""
+    config = configuration()
+    contexts = auth.get_last_authn_contexts() or []
+    return config["mfa"] == "idp" and any(context in config["mfa_contexts"] for context in contexts)
+
+
 def _sign_in(request: HttpRequest, auth: OneLogin_Saml2_Auth) -> User:
-    issuer = str(configuration()["idp_entity_id"])
+    config = configuration()
+    issuer = str(config["idp_entity_id"])
     subject = auth.get_nameid()
     assertion_id = auth.get_last_assertion_id()
     if not subject or not assertion_id:
         raise SamlRefusedError("no NameID or assertion id")
     expiry = auth.get_last_assertion_not_on_or_after()
+    attributes = auth.get_attributes()
     try:
         with transaction.atomic(durable=True):
             SeenAssertion.objects.create(
@@ -237,70 +236,24 @@ def _sign_in(request: HttpRequest, auth: OneLogin_Saml2_Auth) -> User:
                 assertion_id=assertion_id,
                 not_on_or_after=datetime.fromtimestamp(expiry, tz=UTC) if expiry else None,
             )
-            identity = FederatedIdentity.objects.select_related("user").filter(issuer=issuer, subject=subject).first()
-            if identity is None:
-                user = User.objects.create(username=_free_username(subject))
-                user.set_unusable_password()
-                user.save(update_fields=["password"])
-                FederatedIdentity.objects.create(issuer=issuer, subject=subject, user=user)
-                record(
-                    EventType.USER_CREATED,
-                    actor=Actor.system("SAML federation"),
-                    object_type="user",
-                    object_id=user.pk,
-                    after={"username": user.username, "issuer": issuer},
-                )
-            else:
-                user = identity.user
-            if not user.is_active:
-                raise SamlRefusedError("the account is deactivated")
-            _sync(user, auth.get_attributes())
-            record(EventType.SIGNED_IN, actor=actor_of(user), object_type="user", object_id=user.pk, reason="saml")
+            user = federation.user_for(issuer, subject, preferred=subject, source="SAML federation")
+            federation.sync(
+                user,
+                attributes.get(str(config["roles_attribute"]), []),
+                attributes.get(str(config["teams_attribute"]), []),
+                source="SAML federation",
+            )
+            record(
+                EventType.SIGNED_IN,
+                actor=actor_of(user),
+                object_type="user",
+                object_id=user.pk,
+                reason="saml",
+                after={"issuer": issuer, "provider_mfa": provider_mfa(auth)},
+            )
     except IntegrityError as error:
         raise SamlRefusedError("assertion replayed") from error
+    except federation.RefusedError as refusal:
+        raise SamlRefusedError(str(refusal)) from refusal
     login(request, user, backend="accounts.backends.RoleBackend")
     return user
-
-
-def _free_username(subject: str) -> str:
-    base = "".join(c for c in subject.split("@")[0] if c.isalnum() or c in "._-")[:100] or "federated"
-    candidate, n = base, 1
-    while User.objects.filter(username=candidate).exists():
-        n += 1
-        candidate = f"{base}-{n}"
-    return candidate
-
-
-def _sync(user: User, attributes: dict[str, list[str]]) -> None:
-    """Make the user's non-privileged roles and their teams those the IdP asserts."""
-    config = configuration()
-    wanted_roles = set(attributes.get(str(config["roles_attribute"]), []))
-    wanted_teams = set(attributes.get(str(config["teams_attribute"]), []))
-    federable = {role.slug: role for role in Role.objects.prefetch_related("grants") if not role.is_privileged()}
-    held = {assignment.role.slug: assignment for assignment in user.role_assignments.select_related("role")}
-
-    def note(event: EventType, object_type: str, object_id: int, after: dict[str, object]) -> None:
-        actor = Actor.system("SAML federation")
-        record(event, actor=actor, object_type=object_type, object_id=object_id, reason="federation", after=after)
-
-    for slug in sorted(wanted_roles & set(federable) - set(held)):
-        RoleAssignment.objects.create(user=user, role=federable[slug])
-        note(EventType.ROLE_GRANTED, "user", user.pk, {"role": slug})
-    for slug in sorted(set(held) & set(federable) - wanted_roles):
-        held[slug].delete()
-        note(EventType.ROLE_REVOKED, "user", user.pk, {"role": slug})
-    teams = {team.slug: team for team in Team.objects.filter(slug__in=wanted_teams)}
-    member_of = {m.team.slug: m for m in user.memberships.select_related("team")}
-    for slug in sorted(set(teams) - set(member_of)):
-        Membership.objects.create(team=teams[slug], user=user)
-        note(EventType.TEAM_MEMBER_ADDED, "team", teams[slug].pk, {"user": user.pk})
-    for slug in sorted(set(member_of) - wanted_teams):
-        member_of[slug].delete()
-        note(EventType.TEAM_MEMBER_REMOVED, "team", member_of[slug].team_id, {"user": user.pk})
-
-
-def _refused(request: HttpRequest, why: str) -> HttpResponse:
-    with transaction.atomic(durable=True):
-        record(EventType.SIGN_IN_FAILED, actor=Actor(None, "unknown account", ""), reason=f"saml: {why}"[:200])
-    logger.warning("SAML response refused")
-    return render(request, "accounts/federation_refused.html", status=400)

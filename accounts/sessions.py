@@ -103,6 +103,22 @@ def signed_out(request: HttpRequest) -> None:
     _close(request, "signed out")
 
 
+def ended_elsewhere(request: HttpRequest, user: User, reason: str) -> None:
+    """This session ends for a reason from outside (the identity provider no longer vouches for
+    the user): its record and the ledger say so; the caller's logout empties the session."""
+    session_id = _close(request, reason)
+    if session_id is not None:
+        with transaction.atomic(durable=True):
+            record(
+                EventType.SESSION_ENDED,
+                actor=actor_of(user),
+                object_type="user",
+                object_id=user.pk,
+                reason=reason,
+                after={"session": session_id},
+            )
+
+
 def _close(request: HttpRequest, reason: str) -> int | None:
     registered = request.session.get(REGISTERED)
     if registered is None:

@@ -25,7 +25,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from accounts import mfa, passkeys, sessions
+from accounts import federation, mfa, oidc, passkeys, sessions
 from accounts.actions import actor_of
 from accounts.lockout import note_failure
 from accounts.models import Passkey, RecoveryDevice, TOTPDevice, User
@@ -87,6 +87,7 @@ class LoginView(auth_views.LoginView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         context["saml_enabled"] = bool(settings.CASPIX_SAML)
+        context["oidc_enabled"] = bool(settings.CASPIX_OIDC)
         context["passkey_sign_in"] = settings.OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN
         return context
 
@@ -120,11 +121,13 @@ class LoginView(auth_views.LoginView):
 class LogoutView(auth_views.LogoutView):
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         user = request.user
+        provider = oidc.provider_logout_url(request)  # read before the session goes
         if user.is_authenticated:
             with transaction.atomic(durable=True):
                 record(EventType.SIGNED_OUT, actor=actor_of(user), object_type="user", object_id=user.pk)
                 sessions.signed_out(request)
-        return super().post(request, *args, **kwargs)
+        response = super().post(request, *args, **kwargs)
+        return HttpResponseRedirect(provider) if provider else response
 
 
 login = public(LoginView.as_view())
@@ -141,7 +144,8 @@ def verify(request: HttpRequest) -> HttpResponseBase:
     user: User = request.user  # type: ignore[assignment]
     devices = mfa.factors(user)
     keys = passkeys.passkeys(user)
-    if not devices and not keys:
+    federated = federation.can_step_up(user)  # the provider's second factor, asked for again
+    if not devices and not keys and not federated:
         return HttpResponseRedirect(reverse("accounts:enrol"))
     step_up = mfa.is_verified(user)
     form = VerifyForm(request.POST if request.method == "POST" else None, devices=devices)
@@ -156,6 +160,7 @@ def verify(request: HttpRequest) -> HttpResponseBase:
     context = {
         "form": form if devices else None,
         "passkeys": keys,
+        "oidc_step_up": federated,
         "next": _next(request),
         "step_up": step_up,
     }

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from accounts import administration, passkeys, saml, signin, views
+from accounts import administration, oidc, passkeys, saml, signin, views
 
 app_name = "accounts"
 
@@ -15,6 +15,8 @@ urlpatterns = [
     path("account/passkeys/begin/", passkeys.register_begin, name="passkey_register_begin"),
     path("account/passkeys/complete/", passkeys.register_complete, name="passkey_register_complete"),
     path("account/passkeys/<int:pk>/remove/", signin.passkey_remove, name="passkey_remove"),
+    path("oidc/login/", oidc.start, name="oidc_login"),
+    path("oidc/callback/", oidc.callback, name="oidc_callback"),
     path("saml/metadata/", saml.metadata, name="saml_metadata"),
     path("saml/login/", saml.start, name="saml_login"),
     path("saml/acs/", saml.acs, name="saml_acs"),

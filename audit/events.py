@@ -45,6 +45,7 @@ class EventType(IntEnum):
     RECOVERY_CODES_ISSUED = 144
     FACTOR_DISABLED = 145
     SESSION_ENDED = 150
+    SESSION_REFRESHED = 151  # the identity provider confirmed a federated session again
 
     # 2xx cases: queues, cases and the explicit grants of a case
     QUEUE_CREATED = 201

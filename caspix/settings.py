@@ -102,6 +102,7 @@ MIDDLEWARE = [
     "caspix.requestcontext.UserContextMiddleware",
     "accounts.middleware.ActivityMiddleware",
     "accounts.sessions.SessionPolicyMiddleware",
+    "accounts.oidc.SessionRefresh",
     "accounts.middleware.SecondFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -163,7 +164,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
 # django-axes first: a locked account or source is refused before its password is checked.
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "accounts.backends.RoleBackend"]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "accounts.backends.RoleBackend",
+    "accounts.oidc.Backend",  # answers only an OIDC callback; grants no permission
+]
 # django-guardian stores explicit case grants only. Its backend is not installed (it answers True
 # to an active superuser): object access is decided by ``Case.objects.restrict()``, and guardian's
 # anonymous user is not created.
@@ -216,9 +221,73 @@ if env.is_set("CASPIX_SAML_IDP_ENTITY_ID"):
         "sp_key": env.secret("CASPIX_SAML_SP_KEY"),
         "roles_attribute": env.str("CASPIX_SAML_ROLES_ATTRIBUTE", "caspixRoles"),
         "teams_attribute": env.str("CASPIX_SAML_TEAMS_ATTRIBUTE", "caspixTeams"),
+        # "caspix": a Caspix factor after the IdP's sign-in, for whoever needs one; "idp": the
+        # IdP's second factor stands for it when the AuthnContextClassRef is one of these.
+        "mfa": env.str("CASPIX_SAML_MFA", "caspix", choices=("caspix", "idp")),
+        "mfa_contexts": env.list(
+            "CASPIX_SAML_MFA_CONTEXTS",
+            (
+                "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract",
+                "urn:oasis:names:tc:SAML:2.0:ac:classes:TimeSyncToken",
+                "http://schemas.microsoft.com/claims/multipleauthn",
+            ),
+        ),
     }
 # A SAML response larger than this is refused before it is parsed.
 CASPIX_SAML_MAX_BYTES = 256 * 1024
+
+# --- OpenID Connect federation (accounts/oidc.py); off unless a provider is configured ------------
+# The provider's endpoints are given, not discovered: nothing is fetched when Caspix starts.
+CASPIX_OIDC: dict[str, object] | None = None
+if env.is_set("CASPIX_OIDC_ISSUER"):
+    CASPIX_OIDC = {
+        "issuer": env.str("CASPIX_OIDC_ISSUER"),
+        "roles_claim": env.str("CASPIX_OIDC_ROLES_CLAIM", "caspix_roles"),
+        "teams_claim": env.str("CASPIX_OIDC_TEAMS_CLAIM", "caspix_teams"),
+        # "caspix": a Caspix factor after the provider's sign-in, for whoever needs one; "idp":
+        # the provider's own second factor stands for it when the ID token's acr is one of
+        # CASPIX_OIDC_MFA_ACR or its amr holds one of CASPIX_OIDC_MFA_AMR (RFC 8176 values).
+        "mfa": env.str("CASPIX_OIDC_MFA", "caspix", choices=("caspix", "idp")),
+        "mfa_acr": env.list("CASPIX_OIDC_MFA_ACR"),
+        "mfa_amr": env.list("CASPIX_OIDC_MFA_AMR", ("mfa", "hwk", "otp")),
+        "algorithms": env.list("CASPIX_OIDC_ALGORITHMS", ("RS256", "ES256")),
+    }
+    if not set(env.list("CASPIX_OIDC_ALGORITHMS", ("RS256",))) <= {"RS256", "ES256", "PS256"}:
+        raise ConfigError("CASPIX_OIDC_ALGORITHMS: only RS256, ES256 and PS256 (asymmetric, verified by JWKS)")
+_OIDC_ON = CASPIX_OIDC is not None
+OIDC_RP_CLIENT_ID = env.str("CASPIX_OIDC_CLIENT_ID") if _OIDC_ON else ""
+OIDC_RP_CLIENT_SECRET = env.secret("CASPIX_OIDC_CLIENT_SECRET") if _OIDC_ON else ""
+OIDC_OP_AUTHORIZATION_ENDPOINT = env.str("CASPIX_OIDC_AUTHORIZATION_ENDPOINT") if _OIDC_ON else ""
+OIDC_OP_TOKEN_ENDPOINT = env.str("CASPIX_OIDC_TOKEN_ENDPOINT") if _OIDC_ON else ""
+OIDC_OP_USER_ENDPOINT = env.str("CASPIX_OIDC_USERINFO_ENDPOINT") if _OIDC_ON else ""
+OIDC_OP_JWKS_ENDPOINT = env.str("CASPIX_OIDC_JWKS_URI") if _OIDC_ON else ""
+OIDC_OP_LOGOUT_ENDPOINT = env.str("CASPIX_OIDC_END_SESSION_ENDPOINT", "") if _OIDC_ON else ""
+if PRODUCTION and _OIDC_ON:
+    _plain = [
+        url
+        for url in (
+            OIDC_OP_AUTHORIZATION_ENDPOINT,
+            OIDC_OP_TOKEN_ENDPOINT,
+            OIDC_OP_USER_ENDPOINT,
+            OIDC_OP_JWKS_ENDPOINT,
+        )
+        if not url.startswith("https://")
+    ]
+    if _plain:
+        raise ConfigError("the OIDC provider's endpoints must be https:// URLs")
+OIDC_RP_SIGN_ALGO = "RS256"  # selects the library's JWKS path; accounts.oidc.Backend checks the algorithm
+OIDC_RP_SCOPES = env.str("CASPIX_OIDC_SCOPES", "openid profile")
+OIDC_USE_PKCE = True
+OIDC_PKCE_CODE_CHALLENGE_METHOD = "S256"
+OIDC_USE_NONCE = True
+OIDC_ALLOW_UNSECURED_JWT = False
+OIDC_VERIFY_SSL = True
+OIDC_TIMEOUT = 10
+OIDC_STORE_ID_TOKEN = True  # the hint for RP-initiated logout
+OIDC_CREATE_USER = True
+OIDC_AUTHENTICATION_CALLBACK_URL = "accounts:oidc_callback"
+# How often a federated session is confirmed with the provider (a silent round trip).
+OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS = env.int("CASPIX_OIDC_RECHECK_SECONDS", 15 * 60, minimum=60, maximum=3600)
 
 # --- Failed sign-ins (accounts/lockout.py) --------------------------------------------------------
 # An account, or a source address, is locked after this many consecutive failures, for a minute
@@ -313,6 +382,13 @@ CONTENT_SECURITY_POLICY: dict[str, Any] = {
 }
 if PRODUCTION:
     CONTENT_SECURITY_POLICY["DIRECTIVES"]["upgrade-insecure-requests"] = True
+if OIDC_OP_LOGOUT_ENDPOINT:
+    # Signing out is a form whose answer redirects to the provider's end-session endpoint; the
+    # browser holds that redirect to the form's form-action, so the provider's origin is named.
+    from urllib.parse import urlsplit as _urlsplit
+
+    _end_session = _urlsplit(OIDC_OP_LOGOUT_ENDPOINT)
+    CONTENT_SECURITY_POLICY["DIRECTIVES"]["form-action"].append(f"{_end_session.scheme}://{_end_session.netloc}")
 
 PERMISSIONS_POLICY: dict[str, list[str]] = {
     "accelerometer": [],

@@ -101,6 +101,11 @@ def main() -> int:
             f"Chromium is not installed at {CHROMIUM} (browser tests drive it; no browser is downloaded). "
             "Install Debian's package: apt-get install chromium, or set CASPIX_CHROMIUM to its path."
         )
+    if not (shutil.which("node") and shutil.which("npm")):
+        problems.append(
+            "Node.js and npm are not installed (the OIDC tests run a real provider, npm's oidc-provider): "
+            "apt-get install nodejs npm."
+        )
     if args.bench and not shutil.which("wrk"):
         problems.append("wrk, the load generator of the benchmarks, is not installed: apt-get install wrk.")
     found = [p for p in problems if p]

@@ -44,6 +44,9 @@ def key_pair(name: str) -> tuple[str, str]:
     return key_pem, cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
+MULTI_FACTOR = "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract"
+
+
 def configuration() -> dict[str, object]:
     _idp_key, idp_cert = key_pair("idp")
     sp_key, sp_cert = key_pair("sp")
@@ -56,6 +59,8 @@ def configuration() -> dict[str, object]:
         "sp_key": sp_key,
         "roles_attribute": "caspixRoles",
         "teams_attribute": "caspixTeams",
+        "mfa": "caspix",
+        "mfa_contexts": [MULTI_FACTOR],
     }
 
 
@@ -74,6 +79,7 @@ def assertion(
     lifetime: timedelta = timedelta(minutes=5),
     issuer: str = IDP,
     extra: str = "",
+    authn_context: str = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport",
 ) -> str:
     now = datetime.now(UTC)
     expiry = _time(now + lifetime)
@@ -94,9 +100,7 @@ def assertion(
         f"<saml:AudienceRestriction><saml:Audience>{audience}</saml:Audience></saml:AudienceRestriction>"
         "</saml:Conditions>"
         f'<saml:AuthnStatement AuthnInstant="{_time(now)}" SessionIndex="_s{uuid.uuid4().hex}">'
-        "<saml:AuthnContext><saml:AuthnContextClassRef>"
-        "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
-        "</saml:AuthnContextClassRef></saml:AuthnContext>"
+        f"<saml:AuthnContext><saml:AuthnContextClassRef>{authn_context}</saml:AuthnContextClassRef></saml:AuthnContext>"
         "</saml:AuthnStatement>"
         "<saml:AttributeStatement>"
         f'<saml:Attribute Name="caspixRoles">{values}</saml:Attribute>'

@@ -9,11 +9,20 @@ import pytest
 from django.test import Client
 from pytest_django.fixtures import Settings
 
-from accounts.models import FederatedIdentity, Membership, SamlRequest, SeenAssertion, Team, TOTPDevice, User
+from accounts.models import (
+    FederatedIdentity,
+    IdentityProviderFactor,
+    Membership,
+    SamlRequest,
+    SeenAssertion,
+    Team,
+    TOTPDevice,
+    User,
+)
 from accounts.saml import REQUEST_COOKIE
 from tests.factories import make_user
 from tests.recorded import events
-from tests.saml_idp import SP_ENTITY, assertion, configuration, encode, response, sign
+from tests.saml_idp import MULTI_FACTOR, SP_ENTITY, assertion, configuration, encode, response, sign
 
 pytestmark = pytest.mark.django_db
 
@@ -103,6 +112,29 @@ def test_it_never_matches_on_an_email_like_subject() -> None:
 def test_it_asks_for_the_second_factor_when_the_roles_require_one() -> None:
     client, request_id = started()
     post(client, good(request_id, roles=["analyst"]))
+    assert client.get("/work/")["Location"].startswith("/login/enrol/")
+
+
+def test_it_keeps_asking_for_a_caspix_factor_by_default_whatever_the_idp_says() -> None:
+    client, request_id = started()
+    post(client, good(request_id, roles=["analyst"], authn_context=MULTI_FACTOR))
+    assert client.get("/work/")["Location"].startswith("/login/enrol/")
+    assert [e["after"] for e in events() if e["name"] == "SIGNED_IN"][-1]["provider_mfa"] is False  # type: ignore[index]
+
+
+def test_it_lets_the_idps_multi_factor_context_stand_for_ours_when_trusted(settings: Settings) -> None:
+    settings.CASPIX_SAML = {**configuration(), "mfa": "idp"}
+    client, request_id = started()
+    post(client, good(request_id, roles=["analyst"], authn_context=MULTI_FACTOR))
+    assert client.get("/work/").status_code == 200
+    assert [e["name"] for e in events()][-2:] == ["SIGNED_IN", "SECOND_FACTOR_VERIFIED"]
+    assert IdentityProviderFactor.objects.filter(user__federated_identities__subject="alice-0001").exists()
+
+
+def test_it_asks_for_ours_when_the_idp_used_a_password_only(settings: Settings) -> None:
+    settings.CASPIX_SAML = {**configuration(), "mfa": "idp"}
+    client, request_id = started()
+    post(client, good(request_id, roles=["analyst"]))  # PasswordProtectedTransport
     assert client.get("/work/")["Location"].startswith("/login/enrol/")
 
 

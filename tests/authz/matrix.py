@@ -92,6 +92,9 @@ MATRIX: tuple[Entry, ...] = (
     Entry("accounts:saml_metadata", "GET", everyone(404)),
     Entry("accounts:saml_login", "GET", everyone(404)),
     Entry("accounts:saml_acs", "POST", everyone(404)),
+    # --- OIDC: off in the matrix's world too; tests/accounts/test_oidc.py runs it with a provider
+    Entry("accounts:oidc_login", "GET", everyone(404)),
+    Entry("accounts:oidc_callback", "GET", everyone(404)),
     # --- one's own sessions (ending one not one's own, or a missing one, says so and goes back)
     Entry("accounts:sessions", "GET", signed_in(200)),
     Entry("accounts:session_end", "POST", signed_in(302), lambda w, p, o: {"pk": MISSING_PK}),

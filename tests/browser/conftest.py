@@ -61,10 +61,24 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def page(browser: Any, live_server: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+def allowed_origins() -> list[str]:
+    """Origins besides the live server's that a test lets the page reach (a provider it runs on
+    loopback): empty unless the test adds one."""
+    return []
+
+
+@pytest.fixture
+def page(browser: Any, live_server: Any, allowed_origins: list[str], request: pytest.FixtureRequest) -> Iterator[Any]:
     context = browser.new_context(base_url=live_server.url)
     external: list[str] = []
-    context.route(re.compile(r"^(?!" + re.escape(live_server.url) + ").*"), lambda route: _refuse(route, external))
+
+    def elsewhere(route: Any) -> None:
+        if any(route.request.url.startswith(origin + "/") for origin in allowed_origins):
+            route.continue_()
+        else:
+            _refuse(route, external)
+
+    context.route(re.compile(r"^(?!" + re.escape(live_server.url) + ").*"), elsewhere)
     page = context.new_page()
     yield page
     failed = getattr(request.node, "report_call", None)

@@ -181,3 +181,22 @@ def test_it_refuses_a_passkey_origin_that_is_not_https() -> None:
     assert result.returncode != 0
     assert "ConfigError: CASPIX_WEBAUTHN_ORIGINS" in result.stderr
 
+
+def test_it_lets_the_sign_out_form_reach_the_oidc_providers_end_session_endpoint() -> None:
+    oidc = {
+        "CASPIX_OIDC_ISSUER": "https://login.bank.example",
+        "CASPIX_OIDC_CLIENT_ID": "caspix",
+        "CASPIX_OIDC_CLIENT_SECRET": "s" * 40,
+        "CASPIX_OIDC_AUTHORIZATION_ENDPOINT": "https://login.bank.example/auth",
+        "CASPIX_OIDC_TOKEN_ENDPOINT": "https://login.bank.example/token",
+        "CASPIX_OIDC_USERINFO_ENDPOINT": "https://login.bank.example/me",
+        "CASPIX_OIDC_JWKS_URI": "https://login.bank.example/jwks",
+        "CASPIX_OIDC_END_SESSION_ENDPOINT": "https://login.bank.example/session/end",
+    }
+    loaded = production_settings("CONTENT_SECURITY_POLICY", **oidc)
+    assert loaded["CONTENT_SECURITY_POLICY"]["DIRECTIVES"]["form-action"] == ["'self'", "https://login.bank.example"]  # type: ignore[index]
+    plain = load_settings(
+        {**PRODUCTION, **oidc, "CASPIX_OIDC_TOKEN_ENDPOINT": "http://login.bank.example/token"}, "DEBUG"
+    )
+    assert plain.returncode != 0
+    assert "must be https:// URLs" in plain.stderr
