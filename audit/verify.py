@@ -461,7 +461,7 @@ def _check_nodes(size: int, computed: dict[int, hashlib._Hash], report: Report) 
     stored: dict[int, hashlib._Hash] = {}
     counts: dict[int, int] = {}
     level, expected, digest = -1, 0, hashlib.sha256()
-    for node_level, index, value in _select("SELECT level, index, hash FROM audit_tree_node ORDER BY level, index"):
+    for node_level, index, value in _select('SELECT level, "index", hash FROM audit_tree_node ORDER BY level, "index"'):
         if node_level != level:
             level, expected, digest = node_level, 0, hashlib.sha256()
             stored[level] = digest
