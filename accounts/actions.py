@@ -22,10 +22,17 @@ from accounts.permissions import Perm, segregation_conflict
 from audit.events import EventType
 from audit.ledger import Actor, record
 
+_ROLES_ATTRIBUTE = "_caspix_role_slugs"
+
 
 def actor_of(user: User) -> Actor:
-    """The ledger's copy of who acted: id, username and role slugs at the time."""
-    roles = ",".join(sorted(user.roles.values_list("slug", flat=True)))
+    """The ledger's copy of who acted: id, username and role slugs at the time. The slugs are read
+    once per user object, as its permissions are (accounts.backends): a request loads its user
+    afresh, and nobody changes their own roles."""
+    roles: str | None = getattr(user, _ROLES_ATTRIBUTE, None)
+    if roles is None:
+        roles = ",".join(sorted(user.roles.values_list("slug", flat=True)))
+        setattr(user, _ROLES_ATTRIBUTE, roles)
     return Actor(user.pk, user.get_username(), roles)
 
 

@@ -9,10 +9,11 @@ from audit.forward import ForwardError, forward
 
 
 @shared_task(ignore_result=True)
-def integrate_ledger() -> int:
+def integrate_ledger(seal_when_idle: bool = True) -> int:
     """Sequence every pending event and sign a checkpoint when due (idempotent: a no-op when
-    nothing is pending, and only one integrator works at a time)."""
-    return ledger.integrate_all()
+    nothing is pending, and only one integrator works at a time). The beat's run checks the
+    checkpoint in any case; a run asked for by a commit only when it sequenced something."""
+    return ledger.integrate_all(seal_when_idle=seal_when_idle)
 
 
 @shared_task(ignore_result=True)

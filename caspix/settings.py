@@ -523,8 +523,14 @@ LEDGER: dict[str, Any] = {
     "CHECKPOINT_SECONDS": env.int("CASPIX_LEDGER_CHECKPOINT_SECONDS", 10, minimum=1, maximum=3600),
     "CHECKPOINT_EVENTS": env.int("CASPIX_LEDGER_CHECKPOINT_EVENTS", 1000, minimum=1, maximum=1_000_000),
     # After a recording transaction commits, sequence its events in a Celery task, or in the
-    # committing process itself (the tests: deterministic, no broker in between).
-    "INTEGRATE": env.str("CASPIX_LEDGER_INTEGRATE", "inline" if TESTING else "task", choices=("task", "inline")),
+    # committing process itself (the tests: deterministic, no broker in between; the demo: no
+    # worker and no beat).
+    "INTEGRATE": env.str(
+        "CASPIX_LEDGER_INTEGRATE", "inline" if TESTING or DEMO else "task", choices=("task", "inline")
+    ),
+    # A process asks for sequencing at most twice a window (audit/ledger.py _Scheduler): an
+    # event waits at most this long (plus the worker's delay) for its sequence number.
+    "SCHEDULE_WINDOW": 0.5,
 }
 
 # --- E-mail (security alerts) -------------------------------------------------------------------

@@ -14,7 +14,7 @@ from accounts.models import User
 from audit import integrity, ledger, tasks
 from audit.events import EventType
 from audit.ledger import Actor, record
-from audit.models import Event, PendingEvent, Verification
+from audit.models import Checkpoint, Event, PendingEvent, Verification
 from caspix.crypto.models import IntegrityIncident
 from tests.conftest import client_for
 
@@ -86,10 +86,30 @@ def test_it_shows_auditors_the_integrity_status(auditor: User) -> None:
 def test_it_sequences_in_the_background_task(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
     queued: list[dict[str, Any]] = []
     monkeypatch.setattr(tasks.integrate_ledger, "apply_async", lambda **options: queued.append(options))
-    settings.LEDGER = {**settings.LEDGER, "INTEGRATE": "task"}
-    grow(2)
-    assert queued == [{"expires": 60}]  # asked for on commit, once per transaction
-    assert PendingEvent.objects.count() == 2
-    assert tasks.integrate_ledger() == 2
+    monkeypatch.setattr(ledger, "_scheduler", ledger._Scheduler())
+    settings.LEDGER = {**settings.LEDGER, "INTEGRATE": "task", "SCHEDULE_WINDOW": 30.0}
+    for _ in range(3):
+        grow(1)  # three transactions
+    # asked for on commit: at once for the first, at the window's end for the others
+    assert [options["countdown"] is None for options in queued] == [True, False]
+    assert all(options["kwargs"] == {"seal_when_idle": False} for options in queued)
+    assert PendingEvent.objects.count() == 3
+    assert tasks.integrate_ledger() == 3
     assert not PendingEvent.objects.exists()
-    assert ledger.head().size == 2
+    assert ledger.head().size == 3
+
+
+def test_a_run_asked_for_by_a_commit_leaves_the_checkpoint_to_the_beat_when_idle(settings: Any) -> None:
+    settings.LEDGER = {**settings.LEDGER, "CHECKPOINT_EVENTS": 1}
+    settings.LEDGER = {**settings.LEDGER, "INTEGRATE": "task"}
+    with transaction.atomic():
+        record(EventType.KEY_ROTATED, actor=SYSTEM, object_id="x")
+    assert tasks.integrate_ledger(seal_when_idle=False) == 1  # it sequenced: it checks the checkpoint
+    assert Checkpoint.objects.count() == 1
+    with transaction.atomic():
+        record(EventType.KEY_ROTATED, actor=SYSTEM, object_id="y")
+    ledger.integrate()  # another run sequenced it, and was stopped before its checkpoint
+    assert tasks.integrate_ledger(seal_when_idle=False) == 0
+    assert Checkpoint.objects.count() == 1  # nothing of its own: the beat's run seals
+    assert tasks.integrate_ledger() == 0
+    assert Checkpoint.objects.count() == 2
