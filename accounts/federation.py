@@ -19,7 +19,6 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from accounts import mfa
-from accounts.actions import actor_of
 from accounts.models import FederatedIdentity, IdentityProviderFactor, Membership, Role, RoleAssignment, Team, User
 from audit.events import EventType
 from audit.ledger import Actor, record
@@ -127,14 +126,7 @@ def provider_verified(request: HttpRequest, user: User, *, reason: str, authenti
     session key, the ledger told), and step-up freshness runs from when the provider checked."""
     device = IdentityProviderFactor.for_user(user)
     with transaction.atomic(durable=True):
-        record(
-            EventType.SECOND_FACTOR_VERIFIED,
-            actor=actor_of(user),
-            object_type="user",
-            object_id=user.pk,
-            reason=reason,
-            after=mfa.describe(device),
-        )
+        mfa.note(EventType.SECOND_FACTOR_VERIFIED, user, reason=reason, after=mfa.describe(device))
     mfa.verified(request, device)
     if authenticated_at is not None:
         from caspix.access import STEP_UP_SESSION_KEY

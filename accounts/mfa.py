@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import django_otp
@@ -93,6 +94,11 @@ def has_primary_factor(user: User, *, besides: Device | None = None) -> bool:
     return False
 
 
+def note(event: EventType, user: User, *, reason: str = "", after: Mapping[str, object] | None = None) -> None:
+    """Record, in the open transaction, an event of ``user``'s own sign-in or factors."""
+    record(event, actor=actor_of(user), object_type="user", object_id=user.pk, reason=reason, after=after)
+
+
 def kind_of(device: Device) -> str:
     return FACTOR_KINDS.get(type(device), "factor")
 
@@ -118,14 +124,7 @@ def confirm_totp(request: HttpRequest, user: User, device: TOTPDevice, token: st
     with transaction.atomic(durable=True):
         device = TOTPDevice.objects.select_for_update().get(pk=device.pk, user=user, confirmed=False)
         if not device.verify_token(token):
-            record(
-                EventType.SECOND_FACTOR_FAILED,
-                actor=actor_of(user),
-                object_type="user",
-                object_id=user.pk,
-                reason="enrolment",
-                after=describe(device),
-            )
+            note(EventType.SECOND_FACTOR_FAILED, user, reason="enrolment", after=describe(device))
             return None
         first = not has_factor(user)
         device.confirmed = True

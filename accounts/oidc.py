@@ -43,7 +43,7 @@ from mozilla_django_oidc import middleware as oidc_middleware
 from mozilla_django_oidc import views as oidc_views
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
-from accounts import federation, sessions
+from accounts import federation, mfa, sessions
 from accounts.actions import actor_of
 from accounts.middleware import send_to_url
 from accounts.models import User
@@ -285,15 +285,9 @@ def _step_up(request: HttpRequest, user: User, outcome: dict[str, Any]) -> None:
     if outcome.get("provider_mfa") and fresh:
         federation.provider_verified(request, user, reason="step-up", authenticated_at=auth_time)
         return
+    refusal = {"factor": "identity provider's factor", "refusal": "no recent sign-in with a second factor"}
     with transaction.atomic(durable=True):
-        record(
-            EventType.SECOND_FACTOR_FAILED,
-            actor=actor_of(user),
-            object_type="user",
-            object_id=user.pk,
-            reason="step-up",
-            after={"factor": "identity provider's factor", "refusal": "no recent sign-in with a second factor"},
-        )
+        mfa.note(EventType.SECOND_FACTOR_FAILED, user, reason="step-up", after=refusal)
     messages.error(request, "Your organisation did not confirm a fresh sign-in with a second factor.")
 
 

@@ -200,12 +200,8 @@ class RegisterComplete(library.CompleteCredentialRegistrationView, _Registration
                 device: Passkey = helper.register_complete(user=user, state=state, data=self.request.data)  # type: ignore[attr-defined]
             device.name = name
             device.save(update_fields=["name"])
-            record(
-                EventType.FACTOR_ADDED,
-                actor=actor_of(user),
-                object_type="user",
-                object_id=user.pk,
-                after={**mfa.describe(device), "user_verified": helper.user_verified},
+            mfa.note(
+                EventType.FACTOR_ADDED, user, after={**mfa.describe(device), "user_verified": helper.user_verified}
             )
             codes = mfa.first_recovery_codes(user) if first else []
         if not mfa.is_verified(user):
@@ -215,13 +211,8 @@ class RegisterComplete(library.CompleteCredentialRegistrationView, _Registration
     def record_refusal(self, code: str) -> None:
         user: User = self.request.user  # type: ignore[assignment]
         with transaction.atomic(durable=True):
-            record(
-                EventType.SECOND_FACTOR_FAILED,
-                actor=actor_of(user),
-                object_type="user",
-                object_id=user.pk,
-                reason="enrolment",
-                after={"factor": "passkey", "refusal": code},
+            mfa.note(
+                EventType.SECOND_FACTOR_FAILED, user, reason="enrolment", after={"factor": "passkey", "refusal": code}
             )
 
 
@@ -260,14 +251,10 @@ class AuthenticateComplete(library.CompleteCredentialAuthenticationView, _Authen
         step_up = signed_in and mfa.is_verified(self.request.user)
         with transaction.atomic(durable=True):
             if not signed_in:
-                record(
-                    EventType.SIGNED_IN, actor=actor_of(user), object_type="user", object_id=user.pk, reason="passkey"
-                )
-            record(
+                mfa.note(EventType.SIGNED_IN, user, reason="passkey")
+            mfa.note(
                 EventType.SECOND_FACTOR_VERIFIED,
-                actor=actor_of(user),
-                object_type="user",
-                object_id=user.pk,
+                user,
                 reason="step-up" if step_up else "sign-in",
                 after=mfa.describe(device),
             )
