@@ -115,15 +115,14 @@ def _insert_pending(body: bytes, now: datetime) -> int:
     """One statement rather than the ORM's insert: it runs in every audited action. On PostgreSQL
     it is a prepared statement (parsed and planned once per connection) that sends the body as
     binary, through Django's cursor wrapper all the same (query logging, execute wrappers)."""
-    if connection.vendor != "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(_INSERT_PENDING, [body, now])
-            row = cursor.fetchone()
-        return int(row[0])
-    connection.ensure_connection()
-    with connection.wrap_database_errors:  # a closed connection raises Django's error, as elsewhere
-        raw = _PreparedCursor(connection.connection)
-    cursor = connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)  # type: ignore[arg-type]
+    if connection.vendor == "postgresql":
+        connection.ensure_connection()
+        with connection.wrap_database_errors:  # a closed connection raises Django's error, as elsewhere
+            raw = _PreparedCursor(connection.connection)
+        wrap = connection.make_debug_cursor if connection.queries_logged else connection.make_cursor
+        cursor = wrap(raw)  # type: ignore[arg-type]
+    else:
+        cursor = connection.cursor()
     with cursor:
         cursor.execute(_INSERT_PENDING, [body, now])
         row = cursor.fetchone()

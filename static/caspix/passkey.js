@@ -44,6 +44,19 @@
     });
   }
 
+  // The credential as JSON, the binary fields in base64url; ``fields`` are the ceremony's own.
+  function answer(credential, fields) {
+    fields.clientDataJSON = toText(credential.response.clientDataJSON);
+    return {
+      id: credential.id,
+      rawId: toText(credential.rawId),
+      type: credential.type,
+      authenticatorAttachment: credential.authenticatorAttachment,
+      clientExtensionResults: credential.getClientExtensionResults(),
+      response: fields
+    };
+  }
+
   function csrfToken() {
     return JSON.parse(document.body.getAttribute("hx-headers"))["X-CSRFToken"];
   }
@@ -86,18 +99,10 @@
       return navigator.credentials.create({ publicKey: options });
     }).then(function (credential) {
       var response = credential.response;
-      return post(block.dataset.complete + "?name=" + encodeURIComponent(name), {
-        id: credential.id,
-        rawId: toText(credential.rawId),
-        type: credential.type,
-        authenticatorAttachment: credential.authenticatorAttachment,
-        clientExtensionResults: credential.getClientExtensionResults(),
-        response: {
-          clientDataJSON: toText(response.clientDataJSON),
-          attestationObject: toText(response.attestationObject),
-          transports: response.getTransports ? response.getTransports() : []
-        }
-      });
+      return post(block.dataset.complete + "?name=" + encodeURIComponent(name), answer(credential, {
+        attestationObject: toText(response.attestationObject),
+        transports: response.getTransports ? response.getTransports() : []
+      }));
     }).then(function (result) {
       if (result.recovery_codes && result.recovery_codes.length) {
         showCodes(result.recovery_codes);
@@ -130,19 +135,11 @@
       return navigator.credentials.get({ publicKey: options });
     }).then(function (credential) {
       var response = credential.response;
-      return post(withNext(block.dataset.complete), {
-        id: credential.id,
-        rawId: toText(credential.rawId),
-        type: credential.type,
-        authenticatorAttachment: credential.authenticatorAttachment,
-        clientExtensionResults: credential.getClientExtensionResults(),
-        response: {
-          clientDataJSON: toText(response.clientDataJSON),
-          authenticatorData: toText(response.authenticatorData),
-          signature: toText(response.signature),
-          userHandle: toText(response.userHandle)
-        }
-      });
+      return post(withNext(block.dataset.complete), answer(credential, {
+        authenticatorData: toText(response.authenticatorData),
+        signature: toText(response.signature),
+        userHandle: toText(response.userHandle)
+      }));
     }).then(function (result) {
       window.location.assign(result.redirect_url);
     });
