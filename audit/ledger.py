@@ -340,27 +340,30 @@ def _frontier(size: int) -> dict[tuple[int, int], bytes]:
 
 
 def stored_nodes(needed: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-    """Fetch the stored hashes ``needed`` (level 0 from the events) in two queries at most."""
+    """Fetch the stored hashes ``needed`` (level 0 from the events): one query on PostgreSQL."""
     found: dict[tuple[int, int], bytes] = {}
     leaves = [index + 1 for level, index in needed if level == 0]
-    if leaves:
-        for seq, leaf in Event.objects.filter(seq__in=leaves).values_list("seq", "leaf"):
-            found[(0, seq - 1)] = bytes(leaf)
     inner = [(level, index) for level, index in needed if level > 0]
-    if inner and connection.vendor == "postgresql":
+    if connection.vendor == "postgresql" and needed:
         # One index scan per pair, planned once: a long OR of pairs costs more to plan than to run.
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT n.level, n.index, n.hash FROM unnest(%s::smallint[], %s::bigint[]) AS wanted(level, index)"
+                "SELECT 0, e.seq - 1, e.leaf FROM audit_event e WHERE e.seq = ANY(%s::bigint[])"
+                " UNION ALL SELECT n.level, n.index, n.hash"
+                " FROM unnest(%s::smallint[], %s::bigint[]) AS wanted(level, index)"
                 " JOIN audit_tree_node n ON n.level = wanted.level AND n.index = wanted.index",
-                [[level for level, _ in inner], [index for _, index in inner]],
+                [leaves, [level for level, _ in inner], [index for _, index in inner]],
             )
             for level, index, value in cursor.fetchall():
                 found[(level, index)] = bytes(value)
-    elif inner:
-        where = functools.reduce(operator.or_, (Q(level=level, index=index) for level, index in inner))
-        for level, index, value in TreeNode.objects.filter(where).values_list("level", "index", "hash"):
-            found[(level, index)] = bytes(value)
+    elif needed:
+        if leaves:
+            for seq, leaf in Event.objects.filter(seq__in=leaves).values_list("seq", "leaf"):
+                found[(0, seq - 1)] = bytes(leaf)
+        if inner:
+            where = functools.reduce(operator.or_, (Q(level=level, index=index) for level, index in inner))
+            for level, index, value in TreeNode.objects.filter(where).values_list("level", "index", "hash"):
+                found[(level, index)] = bytes(value)
     missing = needed - set(found)
     if missing:
         raise LookupError(f"the ledger is missing {len(missing)} tree nodes, e.g. {sorted(missing)[0]}")
