@@ -52,6 +52,15 @@ class EventType(IntEnum):
     QUEUE_CHANGED = 202
     CASE_ACCESS_GRANTED = 210
     CASE_ACCESS_REVOKED = 211
+    ALERT_INGESTED = 220
+    CASE_OPENED = 221
+    API_CLIENT_CREATED = 230
+    API_CLIENT_CHANGED = 231
+    API_KEY_ISSUED = 232
+    API_KEY_REVOKED = 233
+    API_REQUEST_REFUSED = 234  # a request that failed authentication: a security event
+    ROUTING_RULE_CREATED = 240
+    ROUTING_RULE_CHANGED = 241
 
     # 4xx keys, encryption and backups
     KEY_ROTATED = 401

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import ipaddress
+import secrets
+from typing import Any
+
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
 from accounts.actions import actor_of, require
@@ -11,7 +17,7 @@ from accounts.models import Team, User
 from accounts.permissions import Perm
 from audit.events import EventType
 from audit.ledger import record
-from cases.models import CODENAME, Action, Case, CaseUserObjectPermission, Queue
+from cases.models import CODENAME, Action, ApiClient, ApiKey, Case, CaseUserObjectPermission, Queue, RoutingRule, Scope
 
 
 def create_queue(*, slug: str, name: str, team: Team, description: str = "", acting_user: User) -> Queue:
@@ -107,3 +113,113 @@ def revoke_case(case: Case, user: User, *, acting_user: User, reason: str) -> No
             reason=reason,
             after={"user": user.pk, "access": sorted(held)},
         )
+
+
+# --- Intake: API clients, their keys, routing rules (MANAGE_API_CLIENTS, MANAGE_SETTINGS) ---------
+
+
+def create_api_client(
+    *, name: str, source: str, scopes: list[str], networks: list[str], rate_limit: int, acting_user: User
+) -> ApiClient:
+    """Register an upstream system; it can call only once a key is issued to it."""
+    require(acting_user, Perm.MANAGE_API_CLIENTS)
+    unknown = sorted(set(scopes) - set(Scope.values))
+    if unknown or not scopes:
+        raise ValidationError(f"scopes must be among {', '.join(Scope.values)}")
+    try:
+        blocks = [str(ipaddress.ip_network(block, strict=True)) for block in networks]
+    except ValueError as error:
+        raise ValidationError(f"not a network in CIDR notation: {error}") from None
+    try:
+        with transaction.atomic(durable=True):
+            client = ApiClient.objects.create(
+                name=name, source=source, scopes=sorted(scopes), networks=blocks, rate_limit=rate_limit
+            )
+            record(
+                EventType.API_CLIENT_CREATED,
+                actor=actor_of(acting_user),
+                object_type="api-client",
+                object_id=client.pk,
+                after={
+                    "name": name,
+                    "source": source,
+                    "scopes": client.scopes,
+                    "networks": blocks,
+                    "rate_limit": rate_limit,
+                },
+            )
+    except IntegrityError as error:
+        raise ValidationError(f"an API client named {name!r} or with source {source!r} exists already") from error
+    return client
+
+
+def issue_api_key(client: ApiClient, *, acting_user: User) -> tuple[ApiKey, str]:
+    """A new key for ``client``, and its secret, shown this once (base64url of 32 random bytes).
+
+    At most two keys are active at a time: the one in use and its successor during a rotation.
+    """
+    require(acting_user, Perm.MANAGE_API_CLIENTS)
+    secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode("ascii")
+    with transaction.atomic(durable=True):
+        client = ApiClient.objects.select_for_update().get(pk=client.pk)
+        if ApiKey.objects.filter(client=client, revoked_at__isnull=True).count() >= ApiKey.MAX_ACTIVE:
+            raise ValidationError(f"{client.name} has {ApiKey.MAX_ACTIVE} active keys: revoke one first")
+        key = ApiKey(client=client, key_id=f"{client.source}-{secrets.token_hex(6)}")
+        key.secret = secret
+        key.save(force_insert=True)
+        record(
+            EventType.API_KEY_ISSUED,
+            actor=actor_of(acting_user),
+            object_type="api-key",
+            object_id=key.key_id,
+            after={"client": client.source},
+        )
+    return key, secret
+
+
+def revoke_api_key(key: ApiKey, *, acting_user: User, reason: str) -> None:
+    """Stop accepting ``key`` at once (the next request signed with it is refused)."""
+    require(acting_user, Perm.MANAGE_API_CLIENTS)
+    if not reason.strip():
+        raise ValidationError("state the reason for revoking the key")
+    with transaction.atomic(durable=True):
+        key = ApiKey.objects.select_for_update().select_related("client").get(pk=key.pk)
+        if key.revoked_at is not None:
+            raise ValidationError(f"{key.key_id} is revoked already")
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+        record(
+            EventType.API_KEY_REVOKED,
+            actor=actor_of(acting_user),
+            object_type="api-key",
+            object_id=key.key_id,
+            reason=reason,
+            after={"client": key.client.source},
+        )
+
+
+def create_routing_rule(*, acting_user: User, **fields: Any) -> RoutingRule:
+    """Add a routing rule (``RoutingRule``'s fields); rules are tried by position."""
+    require(acting_user, Perm.MANAGE_SETTINGS)
+    rule = RoutingRule(**fields)
+    rule.full_clean()
+    with transaction.atomic(durable=True):
+        rule.save(force_insert=True)
+        record(
+            EventType.ROUTING_RULE_CREATED,
+            actor=actor_of(acting_user),
+            object_type="routing-rule",
+            object_id=rule.pk,
+            after={
+                "name": rule.name,
+                "position": rule.position,
+                "scenario": rule.scenario,
+                "source": rule.source,
+                "currency": rule.currency,
+                "min_amount": None if rule.min_amount is None else str(rule.min_amount),
+                "max_amount": None if rule.max_amount is None else str(rule.max_amount),
+                "queue": rule.queue.slug,
+                "priority": rule.get_priority_display(),
+            },
+        )
+    return rule

@@ -9,12 +9,15 @@ Django's superuser flag adds nothing.
 
 from __future__ import annotations
 
+import base64
+import uuid
+from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from guardian.managers import UserObjectPermissionManager
 from guardian.models import UserObjectPermissionBase
@@ -22,6 +25,7 @@ from guardian.shortcuts import get_objects_for_user
 
 from accounts.models import REVIEWERS, Team
 from accounts.permissions import Perm
+from caspix.crypto.fields import BlindIndexField, EncryptedDateField, EncryptedTextField, ProtectedModel
 from caspix.gates import GatedQuerySet
 
 if TYPE_CHECKING:
@@ -128,6 +132,8 @@ class Case(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
     priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.MEDIUM)
     opened_at = models.DateTimeField(default=timezone.now)
+    party = models.ForeignKey("Party", on_delete=models.PROTECT, null=True, blank=True, related_name="cases")
+    sla_due_at = models.DateTimeField(null=True, blank=True)
 
     objects = CaseQuerySet.as_manager()
 
@@ -135,7 +141,10 @@ class Case(models.Model):
         ordering = ["-priority", "opened_at", "pk"]  # pk: a stable order across pages
         default_permissions = ()
         permissions = [("view_case", "View the case"), ("work_case", "Work the case")]
-        indexes = [models.Index(fields=["queue", "status"], name="case_by_queue_status")]
+        indexes = [
+            models.Index(fields=["queue", "status"], name="case_by_queue_status"),
+            models.Index(fields=["party", "status"], name="case_by_party_status"),
+        ]
 
     def __str__(self) -> str:
         return self.reference
@@ -181,3 +190,274 @@ def get_case_for_user(user: User | Any, pk: int | str, action: Action | str = Ac
     from django.shortcuts import get_object_or_404
 
     return get_object_or_404(Case.objects.restrict(user, action).select_related("queue", "assignee"), pk=pk)
+
+
+# --- Intake: API clients, subjects, alerts, routing ---------------------------------------------
+
+
+class ApiClientQuerySet(GatedQuerySet["ApiClient"]):
+    gates = {"view": (Perm.MANAGE_API_CLIENTS,), "manage": (Perm.MANAGE_API_CLIENTS,)}
+
+
+class Scope(models.TextChoices):
+    """What an API client may do; a request outside its scopes is refused (403)."""
+
+    ALERTS_WRITE = "alerts:write", "Deliver alerts"
+    ALERTS_READ = "alerts:read", "Read the status of the alerts it delivered"
+
+
+class ApiClient(models.Model):
+    """An upstream system (a card platform, a monitoring engine) that delivers alerts.
+
+    Its ``source`` names it in routing rules and on every alert. Requests are signed with one of
+    its keys (two may be active during a rotation), come from one of its networks when any are
+    listed, stay within its scopes and its rate limit.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    source = models.SlugField(max_length=50, unique=True)
+    scopes = models.JSONField(default=list)
+    networks = models.JSONField(default=list, blank=True)  # CIDR blocks; none: any address
+    rate_limit = models.PositiveIntegerField(default=600)  # requests a minute
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = ApiClientQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def allows(self, scope: Scope | str) -> bool:
+        return self.is_active and str(scope) in self.scopes
+
+
+class ApiKeyQuerySet(GatedQuerySet["ApiKey"]):
+    gates = {"view": (Perm.MANAGE_API_CLIENTS,), "manage": (Perm.MANAGE_API_CLIENTS,)}
+
+    def active(self) -> ApiKeyQuerySet:
+        return self.filter(revoked_at__isnull=True, client__is_active=True)
+
+
+class ApiKey(models.Model):
+    """One HMAC-SHA256 secret of a client, named by ``key_id`` in each request's signature.
+
+    The secret is shown once, when the key is made, and kept encrypted: HMAC needs it back.
+    """
+
+    MAX_ACTIVE = 2  # the old and the new one, during a rotation
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    client = models.ForeignKey(ApiClient, on_delete=models.PROTECT, related_name="keys")
+    key_id = models.CharField(max_length=64, unique=True)
+    secret = EncryptedTextField()
+    created_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["client", "created_at"]
+
+    def __str__(self) -> str:
+        return self.key_id
+
+    def secret_bytes(self) -> bytes:
+        """The HMAC key: the secret as issued is its base64url text."""
+        return base64.urlsafe_b64decode(str(self.secret) + "=" * (-len(self.secret) % 4))
+
+
+class Party(ProtectedModel):
+    """A subject of alerts: a customer of the bank, known by the customer id its systems use.
+
+    Every identifier is encrypted and searchable only through its blind index; alerts about the
+    same customer id join the same open case.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    customer_id = EncryptedTextField(max_length=64)
+    customer_id_index = BlindIndexField(kind="customer_id", source="customer_id", unique=True)
+    name = EncryptedTextField(max_length=200, blank=True)
+    name_index = BlindIndexField(kind="name", source="name")
+    national_id = EncryptedTextField(max_length=32, blank=True)
+    national_id_index = BlindIndexField(kind="national_id", source="national_id")
+    date_of_birth = EncryptedDateField(null=True, blank=True)
+    date_of_birth_index = BlindIndexField(kind="date", source="date_of_birth")
+    country = models.CharField(max_length=2, blank=True)  # ISO 3166-1 alpha-2
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "parties"
+
+    def __str__(self) -> str:
+        return f"party {self.pk}"
+
+
+class Account(ProtectedModel):
+    """An account of a party, as an alert named it; the number is encrypted."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    party = models.ForeignKey(Party, on_delete=models.PROTECT, related_name="accounts")
+    number = EncryptedTextField(max_length=34)
+    number_index = BlindIndexField(kind="account_number", source="number")
+    currency = models.CharField(max_length=3, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["party", "number_index"], name="account_once_per_party")]
+
+    def __str__(self) -> str:
+        return f"account {self.pk}"
+
+
+class AlertQuerySet(models.QuerySet["Alert"]):
+    def restrict(self, principal: Any, action: str) -> AlertQuerySet:
+        """For an API client, the alerts it delivered (with ``alerts:read``); for a user, the
+        alerts of the cases they may reach for ``action``."""
+        if isinstance(principal, ApiClient):
+            return (
+                self.filter(client=principal)
+                if action == "view" and principal.allows(Scope.ALERTS_READ)
+                else self.none()
+            )
+        return self.filter(case__in=Case.objects.restrict(principal, action))
+
+
+class Alert(ProtectedModel):
+    """One alert from an upstream system, kept once however often it is delivered."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    client = models.ForeignKey(ApiClient, on_delete=models.PROTECT, related_name="alerts")
+    external_id = models.CharField(max_length=128)
+    scenario = models.CharField(max_length=100)
+    score = models.DecimalField(max_digits=7, decimal_places=2, null=True, blank=True)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(default=timezone.now)
+    party = models.ForeignKey(Party, on_delete=models.PROTECT, related_name="alerts")
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="alerts")
+    amount = models.DecimalField(max_digits=24, decimal_places=4, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    payload = EncryptedTextField()  # the request's alert object as received, card numbers tokenised
+
+    objects = AlertQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [models.UniqueConstraint(fields=["client", "external_id"], name="alert_once_per_source")]
+
+    def __str__(self) -> str:
+        return f"alert {self.pk}"
+
+
+class Transaction(ProtectedModel):
+    """A transaction an alert names: a Decimal amount in an ISO 4217 currency."""
+
+    class Direction(models.TextChoices):
+        DEBIT = "debit", "Debit"
+        CREDIT = "credit", "Credit"
+
+    class Channel(models.TextChoices):
+        CARD_PRESENT = "card_present", "Card present"
+        CARD_NOT_PRESENT = "card_not_present", "Card not present"
+        ATM = "atm", "ATM"
+        ONLINE_BANKING = "online_banking", "Online banking"
+        MOBILE = "mobile", "Mobile app"
+        BRANCH = "branch", "Branch"
+        TRANSFER = "transfer", "Credit transfer"
+        INSTANT = "instant", "Instant payment"
+        DIRECT_DEBIT = "direct_debit", "Direct debit"
+        OTHER = "other", "Other"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    alert = models.ForeignKey(Alert, on_delete=models.PROTECT, related_name="transactions")
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    external_id = models.CharField(max_length=128, blank=True)
+    occurred_at = models.DateTimeField()
+    amount = models.DecimalField(max_digits=24, decimal_places=4)
+    currency = models.CharField(max_length=3)
+    minor_units = models.PositiveSmallIntegerField()  # of the currency, when the alert arrived
+    direction = models.CharField(max_length=6, choices=Direction.choices)
+    channel = models.CharField(max_length=20, choices=Channel.choices)
+    counterparty_name = EncryptedTextField(max_length=200, blank=True)
+    counterparty_account = EncryptedTextField(max_length=34, blank=True)
+    counterparty_account_index = BlindIndexField(kind="account_number", source="counterparty_account")
+    counterparty_country = models.CharField(max_length=2, blank=True)
+    card_token = EncryptedTextField(blank=True)
+    card_token_index = BlindIndexField(kind="card_token", source="card_token")
+    card_last_four = models.CharField(max_length=4, blank=True)
+
+    class Meta:
+        ordering = ["occurred_at"]
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="transaction_amount_positive")]
+
+    def __str__(self) -> str:
+        return f"transaction {self.pk}"
+
+
+class RoutingRuleQuerySet(GatedQuerySet["RoutingRule"]):
+    gates = {"view": (Perm.MANAGE_SETTINGS,), "manage": (Perm.MANAGE_SETTINGS,)}
+
+
+class RoutingRule(models.Model):
+    """Which queue, at which priority, an alert's new case goes to: the first active rule, by
+    position, whose every stated condition the alert meets (a blank condition matches all)."""
+
+    position = models.PositiveIntegerField(unique=True)
+    name = models.CharField(max_length=100, unique=True)
+    scenario = models.CharField(max_length=100, blank=True)
+    source = models.SlugField(max_length=50, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    min_amount = models.DecimalField(max_digits=24, decimal_places=4, null=True, blank=True)
+    max_amount = models.DecimalField(max_digits=24, decimal_places=4, null=True, blank=True)  # exclusive
+    queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="routing_rules")
+    priority = models.PositiveSmallIntegerField(choices=Case.Priority.choices)
+    is_active = models.BooleanField(default=True)
+
+    objects = RoutingRuleQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(min_amount__isnull=True) | Q(max_amount__isnull=True) | Q(min_amount__lt=F("max_amount")),
+                name="routing_amount_band_ordered",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def matches(self, *, scenario: str, source: str, currency: str, amount: Decimal | None) -> bool:
+        if (self.scenario and self.scenario != scenario) or (self.source and self.source != source):
+            return False
+        if self.currency and self.currency != currency:
+            return False
+        if self.min_amount is None and self.max_amount is None:
+            return True
+        if amount is None or (self.currency == "" and currency == ""):
+            return False
+        return (self.min_amount is None or amount >= self.min_amount) and (
+            self.max_amount is None or amount < self.max_amount
+        )
+
+
+class IdempotencyRecord(models.Model):
+    """The first answer to a client's ``Idempotency-Key``, kept to answer its retries alike.
+
+    ``fingerprint`` is SHA-256 over the method, the path and the body: the same key with another
+    request is refused. Kept for ``INTAKE["IDEMPOTENCY_HOURS"]``.
+    """
+
+    client = models.ForeignKey(ApiClient, on_delete=models.PROTECT, related_name="+")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)
+    status = models.PositiveSmallIntegerField()
+    response = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["client", "key"], name="idempotency_key_once_per_client")]
+
+    def __str__(self) -> str:
+        return f"idempotency record {self.pk}"

@@ -76,6 +76,9 @@ INSTALLED_APPS = [
     "csp",
     "guardian",
     "axes",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     # Floors, bottom to top: each app imports only from the ones listed before it.
     "caspix.crypto",
     "audit",
@@ -532,6 +535,61 @@ LEDGER: dict[str, Any] = {
     # event waits at most this long (plus the worker's delay) for its sequence number.
     "SCHEDULE_WINDOW": 0.5,
 }
+
+# --- Alert intake API (docs/API.md) ---------------------------------------------------------------
+
+INTAKE: dict[str, Any] = {
+    "BULK_MAX": env.int("CASPIX_INTAKE_BULK_MAX", 500, minimum=1, maximum=10_000),
+    "MAX_BODY_BYTES": env.int("CASPIX_INTAKE_MAX_BODY_BYTES", 8 * 1024 * 1024, minimum=4096, maximum=64 * 1024 * 1024),
+    # How old a request's signature (its "created") may be; its nonce is remembered as long.
+    "SIGNATURE_WINDOW": env.int("CASPIX_INTAKE_SIGNATURE_WINDOW_SECONDS", 300, minimum=30, maximum=3600),
+    "IDEMPOTENCY_HOURS": env.int("CASPIX_INTAKE_IDEMPOTENCY_HOURS", 72, minimum=1, maximum=24 * 30),
+    # A new case is due this many hours after it opens, by priority.
+    "SLA_HOURS": {
+        "critical": env.int("CASPIX_SLA_CRITICAL_HOURS", 4, minimum=1, maximum=24 * 90),
+        "high": env.int("CASPIX_SLA_HIGH_HOURS", 24, minimum=1, maximum=24 * 90),
+        "medium": env.int("CASPIX_SLA_MEDIUM_HOURS", 72, minimum=1, maximum=24 * 90),
+        "low": env.int("CASPIX_SLA_LOW_HOURS", 168, minimum=1, maximum=24 * 90),
+    },
+}
+DATA_UPLOAD_MAX_MEMORY_SIZE = INTAKE["MAX_BODY_BYTES"]
+
+REST_FRAMEWORK: dict[str, Any] = {
+    # Each API view names its own authentication and permission; the defaults let nobody in.
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["caspix.strictjson.StrictJSONParser"],
+    "EXCEPTION_HANDLER": "caspix.problems.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS: dict[str, Any] = {
+    "TITLE": "Caspix alert intake API",
+    "DESCRIPTION": "Signed (RFC 9421, hmac-sha256), idempotent alert intake. See docs/API.md.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",  # served by the app: no CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# Shared across processes: the intake API's spent nonces and rate counters. Redis outside the
+# embedded default: CASPIX_REDIS_URL, or else the Celery broker when it is Redis (the tests use
+# a database of their own on the local server, keys prefixed by the test database's name).
+if DEMO:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+else:
+    _broker_redis = CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else None
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": env.secret(
+                "CASPIX_REDIS_URL", default=_broker_redis if PRODUCTION else "redis://127.0.0.1:6379/12"
+            ),
+            "KEY_PREFIX": str(DATABASES["default"].get("NAME", "")) if TESTING else "caspix",
+        }
+    }
 
 # --- E-mail (security alerts) -------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ urlpatterns = [
     path("work/", include("cases.urls")),
     path("audit/", include("audit.urls")),
     path("dashboard/", include("reporting.urls")),
+    path("api/v1/", include("cases.api.urls")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics, name="metrics"),

@@ -8,10 +8,12 @@ index in every table, so one search finds it everywhere, and never matches a nat
 Normalisation (documented in ``docs/KEYS.md``), applied before hashing at write and at search:
 
 * every kind: Unicode NFKC, then surrounding whitespace removed;
-* national ids and account numbers (IBANs included): upper case, and the separators people type
-  (whitespace, hyphens and dashes of any kind, the minus sign, dots, slashes) removed; what is
-  left must be letters and digits only;
-* card tokens: lower case; letters, digits and underscores only.
+* national ids, account numbers (IBANs included) and customer ids: upper case, and the separators
+  people type (whitespace, hyphens and dashes of any kind, the minus sign, dots, slashes)
+  removed; what is left must be letters and digits only;
+* card tokens: lower case; letters, digits and underscores only;
+* names: case-folded, every run of whitespace one space;
+* dates: an ISO 8601 calendar date, ``YYYY-MM-DD``.
 
 Writes use the newest live index key; a search computes the index under every live index key, so
 search keeps working while ``manage.py reindex`` moves rows to a new key.
@@ -19,6 +21,7 @@ search keeps working while ``manage.py reindex`` moves rows to a new key.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import hmac
 import re
@@ -39,6 +42,16 @@ class Kind(StrEnum):
     NATIONAL_ID = "national_id"
     ACCOUNT_NUMBER = "account_number"
     CARD_TOKEN = "card_token"  # noqa: S105 (a kind of value, not a secret)
+    CUSTOMER_ID = "customer_id"
+    NAME = "name"
+    DATE = "date"
+
+
+_LABELS = {
+    Kind.NATIONAL_ID: "a national id",
+    Kind.ACCOUNT_NUMBER: "an account number",
+    Kind.CUSTOMER_ID: "a customer id",
+}
 
 
 class NormalisationError(ValueError):
@@ -53,10 +66,21 @@ def normalise(kind: Kind | str, value: str) -> str:
         if not _TOKEN.match(text):
             raise NormalisationError("a card token has only letters, digits and underscores")
         return text
+    if kind is Kind.NAME:
+        text = " ".join(text.casefold().split())
+        if not any(char.isalpha() for char in text):
+            raise NormalisationError("a name has at least one letter")
+        return text
+    if kind is Kind.DATE:
+        try:
+            return datetime.date.fromisoformat(text).isoformat()
+        except ValueError:
+            raise NormalisationError("a date is written YYYY-MM-DD") from None
     text = _SEPARATORS.sub("", text).upper()
     if not _ALNUM.match(text):
-        label = "a national id" if kind is Kind.NATIONAL_ID else "an account number"
-        raise NormalisationError(f"{label} has only letters and digits, with spaces, hyphens, dots or slashes between")
+        raise NormalisationError(
+            f"{_LABELS[kind]} has only letters and digits, with spaces, hyphens, dots or slashes between"
+        )
     return text
 
 

@@ -147,6 +147,12 @@ MATRIX: tuple[Entry, ...] = (
     Entry("audit:events", "GET", only(200, ADMIN, "auditor")),
     Entry("audit:event", "GET", only(200, ADMIN, "auditor"), lambda w, p, o: {"seq": w.event_seq}),
     Entry("audit:ledger_keys", "GET", everyone(200)),
+    # --- the intake API: a signed request or nothing, whoever is signed in to the browser
+    Entry("api:alerts", "POST", everyone(401)),
+    Entry("api:alerts_bulk", "POST", everyone(401)),
+    Entry("api:alert", "GET", everyone(401), lambda w, p, o: {"pk": "00000000-0000-4000-8000-000000000000"}),
+    Entry("api:schema", "GET", everyone(200)),  # its description is public, as any API's
+    Entry("api:docs", "GET", everyone(200)),
     # --- probes: public, or gated by source address (the test client comes from loopback)
     Entry("healthz", "GET", everyone(200)),
     Entry("readyz", "GET", everyone(200)),

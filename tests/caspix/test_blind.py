@@ -113,7 +113,28 @@ def test_it_refuses_other_characters_without_repeating_the_value(kind: Kind, val
 @pytest.mark.parametrize("kind", list(Kind))
 @pytest.mark.parametrize("value", ["", "   ", "\u3000", " - . / "])
 def test_it_refuses_empty_values(kind: Kind, value: str) -> None:
-    with pytest.raises(NormalisationError, match="only"):
+    with pytest.raises(NormalisationError, match=r"only|at least one letter|YYYY-MM-DD"):
+        normalise(kind, value)
+
+
+@pytest.mark.parametrize(
+    ("kind", "typed", "expected"),
+    [
+        (Kind.NAME, "  Erika   MUSTERMANN ", "erika mustermann"),
+        (Kind.NAME, "STRAẞE", "strasse"),  # full case folding
+        (Kind.NAME, "\uff25\uff52\uff49\uff4b\uff41", "erika"),  # full-width letters
+        (Kind.DATE, "1964-08-12", "1964-08-12"),
+        (Kind.DATE, " \uff11\uff19\uff16\uff14-\uff10\uff18-\uff11\uff12 ", "1964-08-12"),
+        (Kind.CUSTOMER_ID, "cust-0042", "CUST0042"),
+    ],
+)
+def test_it_normalises_names_dates_and_customer_ids(kind: Kind, typed: str, expected: str) -> None:
+    assert normalise(kind, typed) == expected
+
+
+@pytest.mark.parametrize(("kind", "value"), [(Kind.DATE, "12/08/1964"), (Kind.DATE, "1964-02-30"), (Kind.NAME, "42")])
+def test_it_refuses_dates_and_names_that_are_none(kind: Kind, value: str) -> None:
+    with pytest.raises(NormalisationError):
         normalise(kind, value)
 
 

@@ -1,0 +1,205 @@
+"""The intake API: ``POST /api/v1/alerts``, ``POST /api/v1/alerts/bulk``, ``GET /api/v1/alerts/<id>``.
+
+Each view is signed (``SignedRequest``), scoped (``HasScope``: ``required_scope``) and rate
+limited per client; errors are RFC 9457 problems (``caspix.problems``). A POST needs an
+``Idempotency-Key``. Thin: parse → check → ``cases.intake.ingest`` → answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from cases.api import idempotency
+from cases.api.auth import ClientRate, HasScope, SignedRequest, raw_path
+from cases.api.schemas import AlertSchema, kept_payload
+from cases.intake import Incoming, NoRouteError, Outcome, ingest
+from cases.models import Alert, ApiClient, ApiKey, Scope
+from caspix.access import ACCESS_ATTRIBUTE
+from caspix.problems import Problem, field_errors
+from caspix.strictjson import StrictJSONParser
+
+
+class IntakeView(APIView):
+    authentication_classes = [SignedRequest]
+    permission_classes = [HasScope]
+    throttle_classes = [ClientRate]
+    parser_classes = [StrictJSONParser]
+    required_scope: Scope = Scope.ALERTS_WRITE
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        if not length.isdigit() or int(length) > settings.INTAKE["MAX_BODY_BYTES"]:
+            raise Problem(
+                413, "too-large", "The request body is too large", f"at most {settings.INTAKE['MAX_BODY_BYTES']} bytes"
+            )
+        super().initial(request, *args, **kwargs)
+
+
+setattr(IntakeView, ACCESS_ATTRIBUTE, ("gated", "a request signed by an API client holding the view's scope"))
+
+
+def signer(request: Request) -> ApiClient:
+    """The client whose key signed the request (``SignedRequest`` authenticated it)."""
+    key = request.auth
+    if not isinstance(key, ApiKey):
+        raise Problem(401, "unauthenticated", "The request is not signed as required", "no signature")
+    return key.client
+
+
+def _answer(outcome: Outcome) -> dict[str, Any]:
+    alert = outcome.alert
+    return {
+        "id": str(alert.pk),
+        "external_id": alert.external_id,
+        "case": alert.case.reference,
+        "result": "created" if outcome.created else "duplicate",
+    }
+
+
+def _incoming(attrs: dict[str, Any]) -> Incoming:
+    return Incoming(
+        external_id=attrs["external_id"],
+        scenario=attrs["scenario"],
+        occurred_at=attrs["occurred_at"],
+        subject=attrs["subject"],
+        score=attrs.get("score"),
+        accounts=attrs.get("accounts", []),
+        transactions=attrs.get("transactions", []),
+        payload=kept_payload(attrs),
+    )
+
+
+def _ingest(client: ApiClient, alerts: list[Incoming], claim: idempotency.Claim, answer: Any) -> list[Outcome]:
+    try:
+        return ingest(client, alerts, finish=lambda outcomes: claim.store(*answer(outcomes)))
+    except NoRouteError as error:
+        raise Problem(503, "not-routed", "Intake has no routing rule for this alert", str(error)) from None
+
+
+ALERT_ANSWER = inline_serializer(
+    "AlertAccepted",
+    {
+        "id": serializers.UUIDField(),
+        "external_id": serializers.CharField(),
+        "case": serializers.CharField(),
+        "result": serializers.ChoiceField(["created", "duplicate"]),
+    },
+)
+IDEMPOTENCY_KEY = OpenApiParameter(idempotency.HEADER, str, OpenApiParameter.HEADER, required=True)
+
+
+class AlertCreate(IntakeView):
+    @extend_schema(
+        request=AlertSchema,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={201: ALERT_ANSWER, 200: ALERT_ANSWER, 422: OpenApiResponse(description="problem details")},
+    )
+    def post(self, request: Request) -> Response:
+        client = signer(request)
+        django_request: HttpRequest = request._request
+        key = idempotency.key_of(request.headers)
+        print_ = idempotency.fingerprint("POST", raw_path(django_request), django_request.body)
+        with idempotency.claim(client, key, print_) as claim:
+            if claim.replay is not None:
+                return Response(
+                    claim.replay.response, status=claim.replay.status, headers={"Idempotent-Replayed": "true"}
+                )
+            schema = AlertSchema(data=request.data)
+            schema.is_valid(raise_exception=True)
+
+            def answer(outcomes: list[Outcome]) -> tuple[int, dict[str, Any]]:
+                return (201 if outcomes[0].created else 200), _answer(outcomes[0])
+
+            outcomes = _ingest(client, [_incoming(schema.validated_data)], claim, answer)
+        status, body = answer(outcomes)
+        return Response(body, status=status)
+
+
+class AlertBulk(IntakeView):
+    @extend_schema(
+        request=AlertSchema(many=True),
+        parameters=[IDEMPOTENCY_KEY],
+        responses={200: OpenApiResponse(description="one result per alert, in order")},
+    )
+    def post(self, request: Request) -> Response:
+        client = signer(request)
+        django_request: HttpRequest = request._request
+        key = idempotency.key_of(request.headers)
+        print_ = idempotency.fingerprint("POST", raw_path(django_request), django_request.body)
+        items: Any = request.data
+        if not isinstance(items, list) or not items:
+            raise Problem(
+                422,
+                "invalid-request",
+                "The request does not follow the schema",
+                "the body is a non-empty array of alerts",
+            )
+        if len(items) > settings.INTAKE["BULK_MAX"]:
+            raise Problem(
+                413, "too-many-alerts", "Too many alerts in one request", f"at most {settings.INTAKE['BULK_MAX']}"
+            )
+        with idempotency.claim(client, key, print_) as claim:
+            if claim.replay is not None:
+                return Response(
+                    claim.replay.response, status=claim.replay.status, headers={"Idempotent-Replayed": "true"}
+                )
+            results: list[dict[str, Any] | None] = [None] * len(items)
+            valid: list[tuple[int, Incoming]] = []
+            for index, item in enumerate(items):
+                schema = AlertSchema(data=item)
+                if schema.is_valid():
+                    valid.append((index, _incoming(schema.validated_data)))
+                else:
+                    results[index] = {"index": index, "status": 422, "errors": field_errors(schema.errors)}
+
+            def answer(outcomes: list[Outcome]) -> tuple[int, dict[str, Any]]:
+                for (index, _), outcome in zip(valid, outcomes, strict=True):
+                    results[index] = {"index": index, "status": 201 if outcome.created else 200, **_answer(outcome)}
+                accepted = sum(1 for result in results if result and result["status"] != 422)
+                return 200, {"accepted": accepted, "rejected": len(items) - accepted, "results": results}
+
+            # Nothing valid: nothing is kept, and the answer, all refusals, is not stored either.
+            outcomes = _ingest(client, [incoming for _, incoming in valid], claim, answer) if valid else []
+        status, body = answer(outcomes)
+        return Response(body, status=status)
+
+
+class AlertDetail(IntakeView):
+    required_scope = Scope.ALERTS_READ
+
+    @extend_schema(
+        responses={
+            200: inline_serializer(
+                "AlertStatus",
+                {
+                    "id": serializers.UUIDField(),
+                    "external_id": serializers.CharField(),
+                    "scenario": serializers.CharField(),
+                    "received_at": serializers.DateTimeField(),
+                    "case": serializers.CharField(),
+                    "case_status": serializers.CharField(),
+                },
+            )
+        }
+    )
+    def get(self, request: Request, pk: str) -> Response:
+        alert = get_object_or_404(Alert.objects.restrict(signer(request), "view").select_related("case"), pk=pk)
+        return Response(
+            {
+                "id": str(alert.pk),
+                "external_id": alert.external_id,
+                "scenario": alert.scenario,
+                "received_at": alert.received_at.isoformat(),
+                "case": alert.case.reference,
+                "case_status": alert.case.status,
+            }
+        )
