@@ -12,7 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -94,14 +94,78 @@ ALERT_ANSWER = inline_serializer(
         "result": serializers.ChoiceField(["created", "duplicate"]),
     },
 )
-IDEMPOTENCY_KEY = OpenApiParameter(idempotency.HEADER, str, OpenApiParameter.HEADER, required=True)
+IDEMPOTENCY_KEY = OpenApiParameter(
+    idempotency.HEADER,
+    {"type": "string", "pattern": "^[!-~]{1,255}$"},
+    OpenApiParameter.HEADER,
+    required=True,
+    description="unique per client and request: a retry under the same key gets the first answer",
+)
+PROBLEM = inline_serializer(
+    "Problem",
+    {
+        "type": serializers.CharField(),
+        "title": serializers.CharField(),
+        "status": serializers.IntegerField(),
+        "detail": serializers.CharField(),
+        "instance": serializers.CharField(required=False),
+        "errors": serializers.ListField(
+            child=inline_serializer(
+                "FieldError", {"field": serializers.CharField(), "message": serializers.CharField()}
+            ),
+            required=False,
+        ),
+    },
+)
+_PROBLEM_STATUSES = {
+    400: "the body or a header cannot be read",
+    401: "the signature is missing or refused",
+    403: "the client lacks the scope, or calls from outside its networks",
+    404: "no such alert among the client's own",
+    409: "the same Idempotency-Key is being served",
+    413: "the body or the batch is over its limit",
+    422: "the request breaks the schema, or reuses a key for another request",
+    429: "over the client's rate limit",
+    503: "no routing rule takes the alert: nothing was kept",
+}
+
+
+def problems(*statuses: int) -> dict[Any, OpenApiResponse]:
+    """The RFC 9457 answers an operation may give, as the OpenAPI description names them."""
+    return {
+        (status, "application/problem+json"): OpenApiResponse(PROBLEM, description=_PROBLEM_STATUSES[status])
+        for status in statuses
+    }
+
+
+WRITE_PROBLEMS = problems(400, 401, 403, 409, 413, 422, 429, 503)
+EXAMPLE_ALERT = {
+    "external_id": "TMS-2026-000123",
+    "scenario": "card-velocity",
+    "score": 87.5,
+    "occurred_at": "2026-11-24T10:15:00Z",
+    "subject": {"customer_id": "CUST-0042", "name": "Erika Mustermann", "country": "DE"},
+    "accounts": [{"number": "DE89 3704 0044 0532 0130 00", "currency": "EUR"}],
+    "transactions": [
+        {
+            "occurred_at": "2026-11-24T10:14:02+01:00",
+            "amount": "1250.00",
+            "currency": "EUR",
+            "direction": "debit",
+            "channel": "card_not_present",
+            "account": "DE89370400440532013000",
+            "card_number": "4111 1111 1111 1111",
+        }
+    ],
+}
 
 
 class AlertCreate(IntakeView):
     @extend_schema(
         request=AlertSchema,
         parameters=[IDEMPOTENCY_KEY],
-        responses={201: ALERT_ANSWER, 200: ALERT_ANSWER, 422: OpenApiResponse(description="problem details")},
+        examples=[OpenApiExample("a card alert", value=EXAMPLE_ALERT, request_only=True)],
+        responses={201: ALERT_ANSWER, 200: ALERT_ANSWER, **WRITE_PROBLEMS},
     )
     def post(self, request: Request) -> Response:
         client = signer(request)
@@ -128,7 +192,24 @@ class AlertBulk(IntakeView):
     @extend_schema(
         request=AlertSchema(many=True),
         parameters=[IDEMPOTENCY_KEY],
-        responses={200: OpenApiResponse(description="one result per alert, in order")},
+        examples=[
+            OpenApiExample(
+                "two card alerts",
+                value=[EXAMPLE_ALERT, {**EXAMPLE_ALERT, "external_id": "TMS-2026-000124"}],
+                request_only=True,
+            )
+        ],
+        responses={
+            200: inline_serializer(
+                "BulkResults",
+                {
+                    "accepted": serializers.IntegerField(),
+                    "rejected": serializers.IntegerField(),
+                    "results": serializers.ListField(child=serializers.DictField()),
+                },
+            ),
+            **WRITE_PROBLEMS,
+        },
     )
     def post(self, request: Request) -> Response:
         client = signer(request)
@@ -188,7 +269,8 @@ class AlertDetail(IntakeView):
                     "case": serializers.CharField(),
                     "case_status": serializers.CharField(),
                 },
-            )
+            ),
+            **problems(400, 401, 403, 404, 413, 429),
         }
     )
     def get(self, request: Request, pk: str) -> Response:
