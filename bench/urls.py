@@ -1,14 +1,21 @@
 """Caspix's URLs plus the benchmarks' views, through the same stack.
 
 * ``/__bench__/bare``: a Django view doing nothing (the ceiling of request handling);
+* ``/__bench__/drf``: a bare DRF view that parses a JSON body with the intake API's parser and
+  answers (the ceiling of the intake API);
 * ``/__bench__/sealed``: writes a record with two encrypted fields and their blind indexes, reads
   it back from the database and opens both (``?cold=1`` empties the key cache first).
 """
 
 import uuid
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from caspix.access import public
 from caspix.crypto import envelope
@@ -33,4 +40,17 @@ def sealed(request: HttpRequest) -> HttpResponse:
     return HttpResponse(b"ok" if ok else b"wrong", status=200 if ok else 500, content_type="text/plain")
 
 
-urlpatterns = [path("__bench__/bare", bare), path("__bench__/sealed", sealed), path("", include("caspix.urls"))]
+class BareDRF(APIView):
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+
+    def post(self, request: Request) -> Response:
+        return Response({"received": len(request.data)})
+
+
+urlpatterns = [
+    path("__bench__/bare", bare),
+    path("__bench__/drf", public(BareDRF.as_view())),
+    path("__bench__/sealed", sealed),
+    path("", include("caspix.urls")),
+]
