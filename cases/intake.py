@@ -32,7 +32,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.events import EventType
-from audit.ledger import Actor, record
+from audit.ledger import Actor, Entry, record_many
 from cases.models import Account, Alert, ApiClient, Case, Party, RoutingRule, Transaction
 from caspix.crypto import blind
 
@@ -95,8 +95,8 @@ def ingest(
         cases = _open_cases(list(parties.values()))
         rules = list(RoutingRule.objects.filter(is_active=True).select_related("queue"))
         outcomes: list[Outcome] = []
-        new_alerts: list[Alert] = []
-        new_transactions: list[Transaction] = []
+        new_alerts: list[tuple[Alert, Incoming]] = []
+        opening: list[tuple[Case, RoutingRule]] = []
         for incoming in alerts:
             if incoming.external_id in kept:
                 outcomes.append(Outcome(kept[incoming.external_id], created=False))
@@ -105,7 +105,9 @@ def ingest(
             case = cases.get(party.pk)
             opened = case is None
             if case is None:
-                case = cases[party.pk] = _open_case(incoming, client, party, rules, now, actor)
+                rule = route(rules, incoming, client.source)
+                case = cases[party.pk] = _new_case(incoming, rule, party, now)
+                opening.append((case, rule))
             amount, currency = incoming.amount()
             alert = Alert(
                 client=client,
@@ -120,26 +122,34 @@ def ingest(
                 currency=currency,
                 payload=json.dumps(incoming.payload, sort_keys=True, default=_plain),
             )
-            accounts = _accounts(party, incoming.accounts)
-            new_transactions += [_transaction(alert, accounts, t) for t in incoming.transactions]
-            new_alerts.append(alert)
+            new_alerts.append((alert, incoming))
             kept[incoming.external_id] = alert
             outcomes.append(Outcome(alert, created=True, case_opened=opened))
-        Alert.objects.bulk_create(new_alerts)
+        accounts = _accounts([(alert.party, given) for alert, incoming in new_alerts for given in incoming.accounts])
+        new_transactions = [
+            _transaction(alert, accounts, given) for alert, incoming in new_alerts for given in incoming.transactions
+        ]
+        Case.objects.bulk_create([case for case, _ in opening])
+        Alert.objects.bulk_create([alert for alert, _ in new_alerts])
         Transaction.objects.bulk_create(new_transactions)
-        for alert in new_alerts:
-            record(
-                EventType.ALERT_INGESTED,
-                actor=actor,
-                object_type="alert",
-                object_id=str(alert.pk),
-                after={
-                    "source": client.source,
-                    "scenario": alert.scenario,
-                    "case": alert.case.reference,
-                    "transactions": sum(1 for t in new_transactions if t.alert_id == alert.pk),
-                },
-            )
+        record_many(
+            [_opened(case, rule) for case, rule in opening]
+            + [
+                Entry(
+                    EventType.ALERT_INGESTED,
+                    object_type="alert",
+                    object_id=str(alert.pk),
+                    after={
+                        "source": client.source,
+                        "scenario": alert.scenario,
+                        "case": alert.case.reference,
+                        "transactions": len(incoming.transactions),
+                    },
+                )
+                for alert, incoming in new_alerts
+            ],
+            actor=actor,
+        )
         if finish is not None:
             finish(outcomes)
     return outcomes
@@ -209,16 +219,8 @@ def sla_due(priority: int, opened_at: datetime.datetime) -> datetime.datetime:
     return opened_at + datetime.timedelta(hours=settings.INTAKE["SLA_HOURS"][Case.Priority(priority).name.lower()])
 
 
-def _open_case(
-    incoming: Incoming,
-    client: ApiClient,
-    party: Party,
-    rules: Sequence[RoutingRule],
-    now: datetime.datetime,
-    actor: Actor,
-) -> Case:
-    rule = route(rules, incoming, client.source)
-    case = Case.objects.create(
+def _new_case(incoming: Incoming, rule: RoutingRule, party: Party, now: datetime.datetime) -> Case:
+    return Case(
         title=incoming.scenario,
         queue=rule.queue,
         priority=rule.priority,
@@ -226,9 +228,11 @@ def _open_case(
         opened_at=now,
         sla_due_at=sla_due(rule.priority, now),
     )
-    record(
+
+
+def _opened(case: Case, rule: RoutingRule) -> Entry:
+    return Entry(
         EventType.CASE_OPENED,
-        actor=actor,
         object_type="case",
         object_id=case.pk,
         after={
@@ -236,31 +240,41 @@ def _open_case(
             "priority": case.get_priority_display(),
             "rule": rule.name,
             "sla_due_at": case.sla_due_at.isoformat() if case.sla_due_at else None,
-            "party": str(party.pk),
+            "party": str(case.party_id),
         },
     )
-    return case
 
 
-def _accounts(party: Party, accounts: list[dict[str, Any]]) -> dict[str, Account]:
-    """The party's accounts the alert names, by normalised number: found, or made."""
-    result: dict[str, Account] = {}
-    for given in accounts:
-        key = blind.normalise(blind.Kind.ACCOUNT_NUMBER, given["number"])
-        if key in result:
-            continue
-        account = Account.objects.filter(party=party, number_index__matches=given["number"]).first()
-        if account is None:
-            account = Account(party=party, number=given["number"], currency=given.get("currency", ""))
-            account.save(force_insert=True)
-        result[key] = account
-    return result
+def _accounts(wanted: list[tuple[Party, dict[str, Any]]]) -> dict[tuple[Any, str], Account]:
+    """The accounts the alerts name, by (party id, normalised number): found in one query, or made."""
+    by_key: dict[tuple[Any, str], tuple[Party, dict[str, Any]]] = {}
+    for party, given in wanted:
+        by_key.setdefault((party.pk, blind.normalise(blind.Kind.ACCOUNT_NUMBER, given["number"])), (party, given))
+    if not by_key:
+        return {}
+    terms = {term: number for _, number in by_key for term in blind.terms(blind.Kind.ACCOUNT_NUMBER, number)}
+    found = {
+        (account.party_id, terms[account.number_index]): account
+        for account in Account.objects.filter(
+            party__in={party.pk for party, _ in by_key.values()}, number_index__in=terms
+        ).only("id", "party_id", "number_index")
+    }
+    made = [
+        Account(party=party, number=given["number"], currency=given.get("currency", ""))
+        for key, (party, given) in by_key.items()
+        if key not in found
+    ]
+    Account.objects.bulk_create(made)
+    found.update(
+        {(account.party_id, blind.normalise(blind.Kind.ACCOUNT_NUMBER, account.number)): account for account in made}
+    )
+    return found
 
 
-def _transaction(alert: Alert, accounts: dict[str, Account], given: dict[str, Any]) -> Transaction:
+def _transaction(alert: Alert, accounts: dict[tuple[Any, str], Account], given: dict[str, Any]) -> Transaction:
     account = None
     if given.get("account"):
-        account = accounts.get(blind.normalise(blind.Kind.ACCOUNT_NUMBER, given["account"]))
+        account = accounts.get((alert.party_id, blind.normalise(blind.Kind.ACCOUNT_NUMBER, given["account"])))
     counterparty = given.get("counterparty") or {}
     return Transaction(
         alert=alert,

@@ -235,12 +235,12 @@ class AlertBulk(IntakeView):
                 )
             results: list[dict[str, Any] | None] = [None] * len(items)
             valid: list[tuple[int, Incoming]] = []
+            schema = AlertSchema()  # one for the batch: DRF copies a serializer's fields once per instance
             for index, item in enumerate(items):
-                schema = AlertSchema(data=item)
-                if schema.is_valid():
-                    valid.append((index, _incoming(schema.validated_data)))
-                else:
-                    results[index] = {"index": index, "status": 422, "errors": field_errors(schema.errors)}
+                try:
+                    valid.append((index, _incoming(schema.run_validation(item))))
+                except serializers.ValidationError as error:
+                    results[index] = {"index": index, "status": 422, "errors": field_errors(error.detail)}
 
             def answer(outcomes: list[Outcome]) -> tuple[int, dict[str, Any]]:
                 for (index, _), outcome in zip(valid, outcomes, strict=True):

@@ -10,6 +10,7 @@ import json
 import pytest
 from django.db import DatabaseError, connection, transaction
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 
 from audit import ledger, merkle
 from audit.canonical import CanonicalError
@@ -205,3 +206,31 @@ def test_it_signs_checkpoints_in_openbao_transit(openbao: OpenBao) -> None:
         assert note_problem(checkpoint, public) is None
         assert verify(public_keys=public).intact
         assert ledger.published_keys()["keys"][0]["public_key"] == base64.b64encode(public[1]).decode()
+
+
+def test_it_records_a_batch_in_order_with_one_statement() -> None:
+    actor = Actor.system("intake")
+    entries = [ledger.Entry(EventType.ALERT_INGESTED, "alert", f"a-{n}", after={"n": n}) for n in range(5)]
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        ledger.record_many(entries, actor=actor)
+    assert len([q for q in queries if "audit_pending" in q["sql"]]) == 1
+    ledger.integrate()
+    bodies = [json.loads(bytes(body)) for body in Event.objects.order_by("seq").values_list("body", flat=True)]
+    assert [(b["object"]["id"], b["after"]["n"], b["actor"]["name"]) for b in bodies] == [
+        (f"a-{n}", n, "intake") for n in range(5)
+    ]
+    assert verify().intact
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_refuses_a_batch_outside_a_transaction() -> None:
+    with pytest.raises(RuntimeError, match="inside the action's transaction"):
+        ledger.record_many([ledger.Entry(EventType.ALERT_INGESTED, "alert", "a-1")], actor=Actor.system("intake"))
+
+
+def test_it_refuses_a_batch_with_a_sensitive_value() -> None:
+    with pytest.raises(CanonicalError), transaction.atomic():
+        ledger.record_many(
+            [ledger.Entry(EventType.ALERT_INGESTED, after={"x": Sensitive("secret")})], actor=Actor.system("intake")
+        )
+    assert not PendingEvent.objects.exists()
