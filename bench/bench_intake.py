@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT / "clients" / "python"))
 from caspix_client import sign
 
 SENDERS = 4
+WORKERS = int(os.environ.get("BENCH_INTAKE_WORKERS", "2"))  # as WEB_CONCURRENCY defaults; 4 measured no more
 BATCH = 100
 REQUESTS_PER_SENDER = int(os.environ.get("BENCH_INTAKE_REQUESTS", "15"))
 ROUNDS = 3
@@ -197,7 +198,7 @@ def run() -> list[Figure]:
             worker_command, cwd=ROOT, env={**env, "DJANGO_SETTINGS_MODULE": "bench.settings"}, stdout=subprocess.DEVNULL
         )
         try:
-            with serve(env, "bench.settings", workers=2) as base:
+            with serve(env, "bench.settings", workers=WORKERS) as base:
                 values, ceilings = [], []
                 for _ in range(ROUNDS):
                     ceilings.append(_throughput(base, "/__bench__/drf", keyid, secret))
