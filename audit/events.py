@@ -61,6 +61,8 @@ class EventType(IntEnum):
     API_REQUEST_REFUSED = 234  # a request that failed authentication: a security event
     ROUTING_RULE_CREATED = 240
     ROUTING_RULE_CHANGED = 241
+    WEBHOOK_CREATED = 250
+    WEBHOOK_REPLAYED = 251
 
     # 4xx keys, encryption and backups
     KEY_ROTATED = 401

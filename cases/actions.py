@@ -6,7 +6,9 @@ import base64
 import ipaddress
 import secrets
 from typing import Any
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -17,7 +19,20 @@ from accounts.models import Team, User
 from accounts.permissions import Perm
 from audit.events import EventType
 from audit.ledger import record
-from cases.models import CODENAME, Action, ApiClient, ApiKey, Case, CaseUserObjectPermission, Queue, RoutingRule, Scope
+from cases import outbox
+from cases.models import (
+    CODENAME,
+    Action,
+    ApiClient,
+    ApiKey,
+    Case,
+    CaseUserObjectPermission,
+    Queue,
+    RoutingRule,
+    Scope,
+    Webhook,
+)
+from cases.outbox import EVENT_TYPES
 
 
 def create_queue(*, slug: str, name: str, team: Team, description: str = "", acting_user: User) -> Queue:
@@ -223,3 +238,50 @@ def create_routing_rule(*, acting_user: User, **fields: Any) -> RoutingRule:
             },
         )
     return rule
+
+
+def create_webhook(*, name: str, url: str, event_types: list[str], acting_user: User) -> tuple[Webhook, str]:
+    """A receiver of the outbound events, and its signing secret, shown this once."""
+    require(acting_user, Perm.MANAGE_API_CLIENTS)
+    scheme = urlsplit(url).scheme
+    if scheme not in ("https", "http") or (scheme == "http" and settings.PRODUCTION):
+        raise ValidationError("a webhook is delivered over https")
+    unknown = sorted(set(event_types) - set(EVENT_TYPES))
+    if unknown:
+        raise ValidationError(f"unknown event types: {', '.join(unknown)}")
+    secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode("ascii")
+    webhook = Webhook(name=name, url=url, event_types=sorted(event_types))
+    webhook.secret = secret
+    webhook.full_clean(exclude=["secret"])
+    with transaction.atomic(durable=True):
+        webhook.save(force_insert=True)
+        record(
+            EventType.WEBHOOK_CREATED,
+            actor=actor_of(acting_user),
+            object_type="webhook",
+            object_id=str(webhook.pk),
+            after={"name": name, "url": url, "event_types": webhook.event_types},
+        )
+    return webhook, secret
+
+
+def replay_webhook(webhook: Webhook, *, after: int, acting_user: User, reason: str) -> None:
+    """Deliver to ``webhook`` again every event after ``after`` (its receiver lost them)."""
+    require(acting_user, Perm.MANAGE_API_CLIENTS)
+    if not reason.strip():
+        raise ValidationError("state the reason for the replay")
+    if after < 0:
+        raise ValidationError("replay from an event id, 0 for the first")
+    with transaction.atomic(durable=True):
+        locked = Webhook.objects.select_for_update().get(pk=webhook.pk)
+        before = locked.delivered_through
+        outbox.replay(locked, after)
+        record(
+            EventType.WEBHOOK_REPLAYED,
+            actor=actor_of(acting_user),
+            object_type="webhook",
+            object_id=str(webhook.pk),
+            reason=reason,
+            before={"delivered_through": before},
+            after={"delivered_through": after},
+        )

@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from audit.events import EventType
 from audit.ledger import Actor, Entry, record_many
+from cases import outbox
 from cases.models import Account, Alert, ApiClient, Case, Party, RoutingRule, Transaction
 from caspix.crypto import blind
 
@@ -150,6 +151,22 @@ def ingest(
             ],
             actor=actor,
         )
+        outbox.emit_many(
+            [("case.created", _case_event(case)) for case, _ in opening]
+            + [
+                (
+                    "alert.ingested",
+                    {
+                        "alert": str(alert.pk),
+                        "external_id": alert.external_id,
+                        "source": client.source,
+                        "scenario": alert.scenario,
+                        "case": alert.case.reference,
+                    },
+                )
+                for alert, _ in new_alerts
+            ]
+        )
         if finish is not None:
             finish(outcomes)
     return outcomes
@@ -228,6 +245,16 @@ def _new_case(incoming: Incoming, rule: RoutingRule, party: Party, now: datetime
         opened_at=now,
         sla_due_at=sla_due(rule.priority, now),
     )
+
+
+def _case_event(case: Case) -> dict[str, Any]:
+    return {
+        "case": case.reference,
+        "queue": case.queue.slug,
+        "priority": case.get_priority_display(),
+        "status": case.status,
+        "sla_due_at": case.sla_due_at.isoformat() if case.sla_due_at else None,
+    }
 
 
 def _opened(case: Case, rule: RoutingRule) -> Entry:

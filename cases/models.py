@@ -461,3 +461,57 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"idempotency record {self.pk}"
+
+
+# --- Outbound business events: a transactional outbox, relayed as signed webhooks ---------------
+
+
+class OutboxEvent(models.Model):
+    """A business event, written in the transaction of the change it reports; its id is the
+    sequence receivers replay from. Carries ids, references and states, never customer data."""
+
+    id = models.BigAutoField(primary_key=True)
+    event_type = models.CharField(max_length=64)
+    occurred_at = models.DateTimeField(default=timezone.now)
+    data = models.JSONField()
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} #{self.pk}"
+
+
+class WebhookQuerySet(GatedQuerySet["Webhook"]):
+    gates = {"view": (Perm.MANAGE_API_CLIENTS,), "manage": (Perm.MANAGE_API_CLIENTS,)}
+
+
+class Webhook(models.Model):
+    """A receiver of the outbound events, in order, at least once, signed with its own secret.
+
+    ``delivered_through`` is the id of the last event it acknowledged (2xx): the relay moves it
+    only after a delivery, so a relay killed mid-delivery delivers that batch again. Receivers
+    deduplicate by event id.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=100, unique=True)
+    url = models.URLField(max_length=500)
+    secret = EncryptedTextField()
+    event_types = models.JSONField(default=list, blank=True)  # none: every type
+    is_active = models.BooleanField(default=True)
+    delivered_through = models.BigIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = WebhookQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def secret_bytes(self) -> bytes:
+        return base64.urlsafe_b64decode(str(self.secret) + "=" * (-len(self.secret) % 4))

@@ -41,6 +41,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import secrets
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -347,3 +349,20 @@ def _seconds(now: datetime | float) -> float:
 
 def _hmac(secret: bytes, base: bytes) -> bytes:
     return hmac.new(secret, base, hashlib.sha256).digest()
+
+
+def sign_request(
+    method: str, path: str, body: bytes, keyid: str, secret: bytes, *, created: int | None = None
+) -> dict[str, str]:
+    """The headers that sign an outbound request (a webhook delivery) as :func:`verify_request`
+    verifies it: ``Content-Digest``, ``Signature-Input`` and ``Signature``, label ``sig1``."""
+    digest = content_digest(body)
+    inner = InnerList([Item(name) for name in REQUIRED_COMPONENTS])
+    inner.params["created"] = int(time.time()) if created is None else created
+    inner.params["keyid"] = keyid
+    inner.params["nonce"] = secrets.token_urlsafe(24)
+    inner.params["alg"] = ALGORITHM
+    params = _serialise(inner)
+    base = signature_base([("@method", method.upper()), ("@path", path or "/"), ("content-digest", digest)], params)
+    signature = _serialise(Item(_hmac(secret, base)))
+    return {"Content-Digest": digest, "Signature-Input": f"sig1={params}", "Signature": f"sig1={signature}"}

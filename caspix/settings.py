@@ -460,6 +460,8 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     # A backstop: every recording transaction already asks for integration on commit.
     "integrate-ledger": {"task": "audit.tasks.integrate_ledger", "schedule": 5.0},
+    # A backstop too: every transaction that writes the outbox asks for a relay on commit.
+    "relay-outbox": {"task": "cases.tasks.relay_outbox", "schedule": 10.0},
     # A no-op while SIEM["TARGET"] is "": sends the events after the cursor (docs/LEDGER.md).
     "forward-ledger": {"task": "audit.tasks.forward_ledger", "schedule": 10.0, "options": {"expires": 10.0}},
     "verify-ledger": {"task": "audit.tasks.verify_ledger", "schedule": crontab(minute="*/5")},
@@ -553,6 +555,9 @@ INTAKE: dict[str, Any] = {
     },
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = INTAKE["MAX_BODY_BYTES"]
+# After a transaction writes the outbox, relay it in a Celery task, or in the committing process
+# (the tests: deterministic, no broker in between).
+OUTBOX_RELAY = env.str("CASPIX_OUTBOX_RELAY", "inline" if TESTING else "task", choices=("task", "inline"))
 
 REST_FRAMEWORK: dict[str, Any] = {
     # Each API view names its own authentication and permission; the defaults let nobody in.
