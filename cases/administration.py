@@ -1,10 +1,11 @@
-"""Queue administration: each queue belongs to one team, whose members work its cases."""
+"""Queue and API-client administration: each queue belongs to one team, whose members work its cases;
+each API client is an upstream system that delivers alerts with its keys."""
 
 from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.forms import Form
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
@@ -14,8 +15,8 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from accounts.administration import refused
 from accounts.permissions import Perm
 from cases import actions
-from cases.forms import MoveQueueForm, QueueForm
-from cases.models import Queue
+from cases.forms import ApiClientForm, MoveQueueForm, QueueForm, RevokeKeyForm
+from cases.models import ApiClient, ApiKey, Queue
 from caspix.access import requires
 
 
@@ -66,3 +67,74 @@ def queue_move(request: HttpRequest, slug: str) -> HttpResponse:
             messages.success(request, f"{subject.name} now belongs to {form.cleaned_data['team'].name}.")
             return HttpResponseRedirect(reverse("queues:detail", args=[subject.slug]))
     return _queue_page(request, subject, form, status=400)
+
+
+# --- API clients and their keys (docs/API.md) ----------------------------------------------------
+
+
+@requires(Perm.MANAGE_API_CLIENTS, step_up=True)
+@require_http_methods(["GET", "HEAD", "POST"])
+def api_clients(request: HttpRequest) -> HttpResponse:
+    form = ApiClientForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            client = actions.create_api_client(**form.cleaned_data, acting_user=request.user)  # type: ignore[arg-type]
+        except ValidationError as error:
+            refused(form, error)
+        else:
+            messages.success(request, f"{client.name} is registered: issue it a key to let it call.")
+            return HttpResponseRedirect(reverse("api_clients:detail", args=[client.source]))
+    listing = ApiClient.objects.restrict(request.user, "view").annotate(
+        active_keys=Count("keys", filter=Q(keys__revoked_at__isnull=True))
+    )
+    status = 400 if form.errors else 200
+    return render(request, "cases/api_clients.html", {"clients": listing, "form": form}, status=status)
+
+
+def _client(request: HttpRequest, source: str) -> ApiClient:
+    return get_object_or_404(ApiClient.objects.restrict(request.user, "manage"), source=source)
+
+
+def _client_page(
+    request: HttpRequest, client: ApiClient, form: Form, status: int = 200, **extra: object
+) -> HttpResponse:
+    keys = ApiKey.objects.restrict(request.user, "view").filter(client=client).order_by("-created_at")
+    context = {"client": client, "keys": keys, "form": form, **extra}
+    return render(request, "cases/api_client.html", context, status=status)
+
+
+@requires(Perm.MANAGE_API_CLIENTS, step_up=True)
+@require_safe
+def api_client(request: HttpRequest, source: str) -> HttpResponse:
+    return _client_page(request, _client(request, source), RevokeKeyForm())
+
+
+@requires(Perm.MANAGE_API_CLIENTS, step_up=True)
+@require_POST
+def api_key_issue(request: HttpRequest, source: str) -> HttpResponse:
+    """Issue a key and show its secret on this one answer: it is never shown again."""
+    client = _client(request, source)
+    try:
+        key, secret = actions.issue_api_key(client, acting_user=request.user)  # type: ignore[arg-type]
+    except ValidationError as error:
+        return _client_page(request, client, RevokeKeyForm(), status=400, errors=error.messages)
+    response = _client_page(request, client, RevokeKeyForm(), issued={"key_id": key.key_id, "secret": secret})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@requires(Perm.MANAGE_API_CLIENTS, step_up=True)
+@require_POST
+def api_key_revoke(request: HttpRequest, source: str, key_id: str) -> HttpResponse:
+    client = _client(request, source)
+    key = get_object_or_404(ApiKey.objects.restrict(request.user, "manage"), client=client, key_id=key_id)
+    form = RevokeKeyForm(request.POST)
+    if form.is_valid():
+        try:
+            actions.revoke_api_key(key, acting_user=request.user, reason=form.cleaned_data["reason"])  # type: ignore[arg-type]
+        except ValidationError as error:
+            refused(form, error)
+        else:
+            messages.success(request, f"{key.key_id} is revoked: requests signed with it are refused.")
+            return HttpResponseRedirect(reverse("api_clients:detail", args=[client.source]))
+    return _client_page(request, client, form, status=400)

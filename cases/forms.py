@@ -1,4 +1,5 @@
-"""Forms of the queue administration pages and of case grants; their choices come through restrict()."""
+"""Forms of the queue and API-client administration pages and of case grants; their choices come through
+restrict()."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from django import forms
 from accounts.forms import ReasonField, RestrictedChoicesForm
 from accounts.models import Team, User
 from accounts.permissions import Perm
-from cases.models import Action
+from cases.models import Action, Scope
 
 
 class TeamChoiceForm(RestrictedChoicesForm):
@@ -45,3 +46,22 @@ class GrantForm(RestrictedChoicesForm):
             .distinct()
         )
         self.fields["user"].queryset = colleagues  # type: ignore[attr-defined]
+
+
+class ApiClientForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    source = forms.SlugField(max_length=50, help_text="How routing rules and alerts name this system.")
+    scopes = forms.MultipleChoiceField(choices=Scope.choices, widget=forms.CheckboxSelectMultiple)
+    networks = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="CIDR blocks it calls from, one a line (e.g. 10.20.0.0/16); none: any address.",
+    )
+    rate_limit = forms.IntegerField(min_value=1, max_value=1_000_000, initial=600, help_text="Requests a minute.")
+
+    def clean_networks(self) -> list[str]:
+        return [line.strip() for line in self.cleaned_data["networks"].splitlines() if line.strip()]
+
+
+class RevokeKeyForm(forms.Form):
+    reason = ReasonField()

@@ -19,7 +19,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.http import HttpRequest
 from django.utils.encoding import escape_uri_path
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -142,7 +142,8 @@ class ClientRate(BaseThrottle):
             return True
         client = request.auth.client
         window = int(time.time() // 60)
-        key = f"caspix:intake:rate:{client.pk}:{window}"
+        # The database's name too: clients of two databases sharing one cache (test runs) never mix.
+        key = f"caspix:intake:rate:{connection.settings_dict['NAME']}:{client.pk}:{window}"
         cache.add(key, 0, timeout=120)
         try:
             count = cache.incr(key)

@@ -54,6 +54,7 @@ class AwareDateTimeField(serializers.Field):  # type: ignore[type-arg]
     default_error_messages = {
         "invalid": "a timestamp is RFC 3339 with its offset, e.g. 2026-11-24T10:15:00Z",
         "naive": "the timestamp has no UTC offset (add Z or +hh:mm)",
+        "offset": "the UTC offset lies beyond ±14:00",
     }
 
     def to_internal_value(self, data: Any) -> datetime.datetime:
@@ -63,9 +64,12 @@ class AwareDateTimeField(serializers.Field):  # type: ignore[type-arg]
             value = datetime.datetime.fromisoformat(data)
         except ValueError:
             self.fail("invalid")
-        if value.tzinfo is None or value.utcoffset() is None:
+        offset = value.utcoffset()
+        if offset is None:
             self.fail("naive")
-        return value
+        if abs(offset) > datetime.timedelta(hours=14):  # no zone is further from UTC
+            self.fail("offset")
+        return value.astimezone(datetime.UTC)
 
     def to_representation(self, value: datetime.datetime) -> str:
         return value.isoformat()

@@ -130,6 +130,12 @@ MATRIX: tuple[Entry, ...] = (
     Entry("queues:list", "POST", only(400, ADMIN)),
     Entry("queues:detail", "GET", only(200, ADMIN), lambda w, p, o: {"slug": "cards"}),
     Entry("queues:move", "POST", only(400, ADMIN), lambda w, p, o: {"slug": "cards"}),
+    # --- API clients: step-up for every change; a client that is not there answers 404
+    Entry("api_clients:list", "GET", only(200, ADMIN)),
+    Entry("api_clients:list", "POST", only(400, ADMIN)),
+    Entry("api_clients:detail", "GET", only(404, ADMIN), lambda w, p, o: {"source": "nowhere"}),
+    Entry("api_clients:issue_key", "POST", only(404, ADMIN), lambda w, p, o: {"source": "nowhere"}),
+    Entry("api_clients:revoke_key", "POST", only(404, ADMIN), lambda w, p, o: {"source": "nowhere", "key_id": "k-1"}),
     # --- the analysts' workspace: object-level access
     Entry("cases:workspace", "GET", only(200, *CASEWORK)),
     Entry("cases:case", "GET", only(REACHABLE, *CASEWORK), case, CASE_OWNERSHIPS),

@@ -1,0 +1,87 @@
+"""The API-client pages: register a client, issue a key shown once, revoke it with a reason."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.urls import reverse
+
+from accounts.models import User
+from cases.models import ApiClient, ApiKey
+from caspix.access import STEP_UP_SESSION_KEY
+from tests.conftest import client_for
+from tests.recorded import names
+
+pytestmark = pytest.mark.django_db
+
+LIST = reverse("api_clients:list")
+FORM = {
+    "name": "Card monitoring",
+    "source": "tms",
+    "scopes": ["alerts:write"],
+    "networks": "10.20.0.0/16\n",
+    "rate_limit": "600",
+}
+
+
+def test_it_registers_a_client_and_lists_it(admin: User) -> None:
+    browser = client_for(admin)
+    response = browser.post(LIST, FORM)
+    assert response.status_code == 302
+    client = ApiClient.objects.get()
+    assert (client.source, client.networks, client.scopes) == ("tms", ["10.20.0.0/16"], ["alerts:write"])
+    listing = browser.get(LIST)
+    assert b"Card monitoring" in listing.content
+    assert names()[-1] == "API_CLIENT_CREATED"
+
+
+def test_it_names_what_is_wrong_with_a_client(admin: User) -> None:
+    response = client_for(admin).post(LIST, {**FORM, "networks": "10.20.0.1/16"})
+    assert response.status_code == 400
+    assert b"CIDR" in response.content
+    assert not ApiClient.objects.exists()
+
+
+def test_it_shows_a_new_secret_once_and_never_again(admin: User) -> None:
+    browser = client_for(admin)
+    browser.post(LIST, FORM)
+    issued = browser.post(reverse("api_clients:issue_key", args=["tms"]))
+    assert issued.status_code == 200
+    assert issued["Cache-Control"] == "no-store"
+    key = ApiKey.objects.get()
+    assert str(key.secret).encode() in issued.content
+    page = browser.get(reverse("api_clients:detail", args=["tms"]))
+    assert key.key_id.encode() in page.content
+    assert str(key.secret).encode() not in page.content
+
+
+def test_it_revokes_a_key_with_a_reason(admin: User) -> None:
+    browser = client_for(admin)
+    browser.post(LIST, FORM)
+    browser.post(reverse("api_clients:issue_key", args=["tms"]))
+    key = ApiKey.objects.get()
+    revoke = reverse("api_clients:revoke_key", args=["tms", key.key_id])
+    assert browser.post(revoke, {"reason": ""}).status_code == 400
+    assert browser.post(revoke, {"reason": "the system was retired"}).status_code == 302
+    key.refresh_from_db()
+    assert key.revoked_at is not None
+    assert names()[-1] == "API_KEY_REVOKED"
+
+
+def test_it_asks_for_a_fresh_second_factor_before_issuing_a_key(admin: User) -> None:
+    browser = client_for(admin)
+    browser.post(LIST, FORM)
+    session = browser.session
+    session[STEP_UP_SESSION_KEY] = time.time() - 3600
+    session.save()
+    response = browser.post(reverse("api_clients:issue_key", args=["tms"]))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("accounts:verify"))
+    assert not ApiKey.objects.exists()
+
+
+@pytest.mark.parametrize("persona", ["analyst", "lead", "manager", "auditor"])
+def test_it_shows_the_pages_to_api_client_managers_only(persona: str, request: pytest.FixtureRequest) -> None:
+    user: User = request.getfixturevalue(persona)
+    assert client_for(user).get(LIST).status_code == 403
