@@ -24,6 +24,7 @@ from accounts.models import (
     User,
 )
 from audit.models import PendingEvent
+from cases.models import ApiClient, ApiKey
 from caspix.access import STEP_UP_SESSION_KEY, access_rule
 from tests.caspix.test_access import all_patterns
 from tests.conftest import client_for
@@ -52,6 +53,8 @@ FORM_PAGES = {
     "account/sessions/<int:pk>/end/": "/account/sessions/",
     "account/sessions/end-others/": "/account/sessions/",
     "administration/users/<str:username>/sessions/end/": "/administration/users/bob/",
+    "administration/api-clients/<slug:source>/keys/": "/administration/api-clients/tms/",
+    "administration/api-clients/<slug:source>/keys/<str:key_id>/revoke/": "/administration/api-clients/tms/",
 }
 POST_ONLY_STEP_UP_ROUTES = sorted(FORM_PAGES)
 
@@ -246,6 +249,16 @@ def test_it_finds_the_step_up_routes() -> None:
     } <= set(STEP_UP_ROUTES)
 
 
+def step_up_world() -> World:
+    """The personas' world, and an API client with a key for the API-client pages."""
+    world = build_world()
+    client = ApiClient.objects.create(name="Card monitoring", source="tms", scopes=["alerts:write"])
+    key = ApiKey(client=client, key_id="tms-key")
+    key.secret = "c2VjcmV0LXRoYXQtaXMtbm90LXVzZWQtaW4tdGhpcy10ZXN0"
+    key.save()
+    return world
+
+
 def concrete(route: str, world: World, admin: User) -> str:
     """The route with the world's objects in it: the pending approval, bob, the trainee template."""
     pk = world.approval.pk if route.startswith("administration/approvals/") else device_of(admin).pk
@@ -253,12 +266,14 @@ def concrete(route: str, world: World, admin: User) -> str:
         route.replace("<int:pk>", str(pk))
         .replace("<str:username>", world.users["analyst"].username)
         .replace("<slug:slug>", "cards" if route.startswith("administration/teams/") else "trainee")
+        .replace("<slug:source>", "tms")
+        .replace("<str:key_id>", "tms-key")
     )
 
 
 @pytest.mark.parametrize("route", STEP_UP_ROUTES)
 def test_it_refuses_a_stale_post_on_every_step_up_view(route: str) -> None:
-    world = build_world()
+    world = step_up_world()
     admin = world.users["admin"]
     client = client_for(admin)
     stale(client)
@@ -277,7 +292,7 @@ def test_it_refuses_a_stale_post_on_every_step_up_view(route: str) -> None:
 
 @pytest.mark.parametrize("route", STEP_UP_ROUTES)
 def test_it_lets_a_stale_session_read_every_step_up_view(route: str) -> None:
-    world = build_world()
+    world = step_up_world()
     admin = world.users["admin"]
     client = client_for(admin)
     stale(client)
@@ -287,7 +302,7 @@ def test_it_lets_a_stale_session_read_every_step_up_view(route: str) -> None:
 
 @pytest.mark.parametrize("route", POST_ONLY_STEP_UP_ROUTES)
 def test_it_brings_a_stepped_up_user_back_to_a_page_after_a_post_only_action(route: str, clock: float) -> None:
-    world = build_world()
+    world = step_up_world()
     admin = world.users["admin"]
     client = client_for(admin)
     stale(client)
