@@ -1,4 +1,4 @@
-"""The cases app's background work: relaying the outbox to the webhooks."""
+"""The cases app's background work: relaying the outbox to the webhooks, forgetting old idempotent answers."""
 
 from __future__ import annotations
 
@@ -12,3 +12,11 @@ def relay_outbox() -> int:
     from cases import outbox
 
     return outbox.relay()
+
+
+@shared_task(ignore_result=True)
+def purge_idempotency_records() -> int:
+    """Forget the idempotent answers older than ``INTAKE["IDEMPOTENCY_HOURS"]`` (daily)."""
+    from cases.api import idempotency
+
+    return idempotency.purge()

@@ -16,7 +16,6 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from rest_framework.views import set_rollback
 
 from caspix.requestcontext import request_id_var
 
@@ -55,6 +54,8 @@ _KINDS: dict[type[exceptions.APIException], tuple[str, str]] = {
 
 def exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response | None:
     """DRF's ``EXCEPTION_HANDLER``: every error below a view as a problem; anything else is a 500."""
+    from rest_framework.views import set_rollback  # here: DRF's views import the parser, which imports this
+
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

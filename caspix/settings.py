@@ -462,6 +462,10 @@ CELERY_BEAT_SCHEDULE = {
     "integrate-ledger": {"task": "audit.tasks.integrate_ledger", "schedule": 5.0},
     # A backstop too: every transaction that writes the outbox asks for a relay on commit.
     "relay-outbox": {"task": "cases.tasks.relay_outbox", "schedule": 10.0},
+    "purge-idempotency-records": {
+        "task": "cases.tasks.purge_idempotency_records",
+        "schedule": crontab(minute=17, hour=3),
+    },
     # A no-op while SIEM["TARGET"] is "": sends the events after the cursor (docs/LEDGER.md).
     "forward-ledger": {"task": "audit.tasks.forward_ledger", "schedule": 10.0, "options": {"expires": 10.0}},
     "verify-ledger": {"task": "audit.tasks.verify_ledger", "schedule": crontab(minute="*/5")},

@@ -135,3 +135,19 @@ def test_it_lets_only_a_settings_manager_add_rules(world: World) -> None:
         create_routing_rule(
             acting_user=world.users["analyst"], position=1, name="x", queue=world.queues["cards"], priority=1
         )
+
+
+def test_it_forgets_idempotent_answers_after_their_retention(world: World, settings: Any) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from cases.models import IdempotencyRecord
+    from cases.tasks import purge_idempotency_records
+
+    client = client_of(world)
+    old = timezone.now() - timedelta(hours=settings.INTAKE["IDEMPOTENCY_HOURS"] + 1)
+    IdempotencyRecord.objects.create(client=client, key="old", fingerprint="f", status=201, response={}, created_at=old)
+    IdempotencyRecord.objects.create(client=client, key="new", fingerprint="f", status=201, response={})
+    assert purge_idempotency_records() == 1
+    assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["new"]
