@@ -11,7 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Prefetch, QuerySet
-from django.forms import Form
+from django.forms import BaseForm, Form
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -35,7 +35,7 @@ from caspix.access import requires
 ACCESS_KINDS = ("role_change", "role_template")
 
 
-def refused(form: Form, error: ValidationError) -> None:
+def refused(form: BaseForm, error: ValidationError) -> None:
     for message in error.messages:
         form.add_error(None, message)
 

@@ -15,8 +15,8 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from accounts.administration import refused
 from accounts.permissions import Perm
 from cases import actions
-from cases.forms import ApiClientForm, MoveQueueForm, QueueForm, RevokeKeyForm
-from cases.models import ApiClient, ApiKey, Queue
+from cases.forms import ApiClientForm, MoveQueueForm, QueueForm, RevokeKeyForm, RoutingRuleForm
+from cases.models import ApiClient, ApiKey, Queue, RoutingRule
 from caspix.access import requires
 
 
@@ -138,3 +138,23 @@ def api_key_revoke(request: HttpRequest, source: str, key_id: str) -> HttpRespon
             messages.success(request, f"{key.key_id} is revoked: requests signed with it are refused.")
             return HttpResponseRedirect(reverse("api_clients:detail", args=[client.source]))
     return _client_page(request, client, form, status=400)
+
+
+# --- Routing rules ---------------------------------------------------------------------------------
+
+
+@requires(Perm.MANAGE_SETTINGS, step_up=True)
+@require_http_methods(["GET", "HEAD", "POST"])
+def routing_rules(request: HttpRequest) -> HttpResponse:
+    form = RoutingRuleForm(request.POST if request.method == "POST" else None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        try:
+            rule = actions.create_routing_rule(acting_user=request.user, **form.cleaned_data)  # type: ignore[arg-type]
+        except ValidationError as error:
+            refused(form, error)
+        else:
+            messages.success(request, f"The rule {rule.name} routes from position {rule.position}.")
+            return HttpResponseRedirect(reverse("routing_rules:list"))
+    rules = RoutingRule.objects.restrict(request.user, "view").select_related("queue")
+    status = 400 if form.errors else 200
+    return render(request, "cases/routing_rules.html", {"rules": rules, "form": form}, status=status)

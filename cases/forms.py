@@ -10,7 +10,7 @@ from django import forms
 from accounts.forms import ReasonField, RestrictedChoicesForm
 from accounts.models import Team, User
 from accounts.permissions import Perm
-from cases.models import Action, Scope
+from cases.models import Action, Queue, RoutingRule, Scope
 
 
 class TeamChoiceForm(RestrictedChoicesForm):
@@ -65,3 +65,30 @@ class ApiClientForm(forms.Form):
 
 class RevokeKeyForm(forms.Form):
     reason = ReasonField()
+
+
+class RoutingRuleForm(forms.ModelForm):  # type: ignore[type-arg]
+    """A routing rule's conditions and what it decides; a blank condition matches every alert."""
+
+    class Meta:
+        model = RoutingRule
+        fields = [
+            "position",
+            "name",
+            "scenario",
+            "source",
+            "currency",
+            "min_amount",
+            "max_amount",
+            "queue",
+            "priority",
+        ]
+        help_texts = {
+            "position": "Rules are tried in this order; the first that matches decides.",
+            "min_amount": "Inclusive; the alert's amount is the total of its transactions in one currency.",
+            "max_amount": "Exclusive.",
+        }
+
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["queue"].queryset = Queue.objects.restrict(user, "view")  # type: ignore[attr-defined]

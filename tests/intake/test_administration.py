@@ -85,3 +85,20 @@ def test_it_asks_for_a_fresh_second_factor_before_issuing_a_key(admin: User) -> 
 def test_it_shows_the_pages_to_api_client_managers_only(persona: str, request: pytest.FixtureRequest) -> None:
     user: User = request.getfixturevalue(persona)
     assert client_for(user).get(LIST).status_code == 403
+
+
+def test_it_adds_a_routing_rule_from_its_page(admin: User) -> None:
+    from accounts.models import Team
+    from cases.models import Queue, RoutingRule
+
+    queue = Queue.objects.create(slug="cards", name="Card fraud", team=Team.objects.create(slug="cards", name="Cards"))
+    browser = client_for(admin)
+    rules = reverse("routing_rules:list")
+    form = {"position": "10", "name": "large card fraud", "scenario": "card-velocity", "currency": "EUR"}
+    form |= {"min_amount": "1000", "queue": str(queue.pk), "priority": "3"}
+    assert browser.post(rules, {**form, "max_amount": "5"}).status_code == 400  # the band upside down
+    assert browser.post(rules, form).status_code == 302
+    rule = RoutingRule.objects.get()
+    assert (rule.queue, rule.priority, str(rule.min_amount)) == (queue, 3, "1000.0000")
+    assert b"large card fraud" in browser.get(rules).content
+    assert names()[-1] == "ROUTING_RULE_CREATED"
