@@ -54,6 +54,9 @@ def test_it_finds_any_single_byte_change(
             value = bytearray(row[-1].encode() if isinstance(row[-1], str) else bytes(row[-1]))
             value[position % len(value)] ^= flip
             changed: str | bytes = value.decode(errors="replace") if isinstance(row[-1], str) else bytes(value)
+            if isinstance(changed, str) and "\x00" in changed:  # a text column cannot hold NUL: no such edit
+                transaction.set_rollback(True)
+                return
             where = " AND ".join(f"{name.strip()} = %s" for name in key.split(","))
             cursor.execute("ALTER TABLE audit_event DROP CONSTRAINT IF EXISTS audit_event_columns_match_body")
             cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
