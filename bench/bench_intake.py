@@ -15,7 +15,6 @@ the client helper (``clients/python/caspix_client.py``) under its own ``Idempote
 
 from __future__ import annotations
 
-import base64
 import http.client
 import json
 import multiprocessing
@@ -147,7 +146,7 @@ def _three_times(base: str, keyid: str, secret: bytes, requests: int) -> set[str
 def setup_main() -> None:
     """Child process: a client with a key, a queue and a catch-all routing rule; prints the key."""
     from accounts.models import Team
-    from cases.models import ApiClient, ApiKey, Queue, RoutingRule, Scope
+    from cases.models import ApiClient, ApiKey, Queue, RoutingRule, Scope, secret_text
 
     team = Team.objects.create(slug="bench", name="Bench")
     queue = Queue.objects.create(slug="bench", name="Bench", team=team)
@@ -157,7 +156,7 @@ def setup_main() -> None:
     )
     raw = os.urandom(32)
     key = ApiKey(client=client, key_id="bench-1")
-    key.secret = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    key.secret = secret_text(raw)
     key.save()
     print(json.dumps({"keyid": key.key_id, "secret": raw.hex()}))
 

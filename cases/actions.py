@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import secrets
 from typing import Any
@@ -31,6 +30,7 @@ from cases.models import (
     RoutingRule,
     Scope,
     Webhook,
+    new_secret,
 )
 from cases.outbox import EVENT_TYPES
 
@@ -174,7 +174,7 @@ def issue_api_key(client: ApiClient, *, acting_user: User) -> tuple[ApiKey, str]
     At most two keys are active at a time: the one in use and its successor during a rotation.
     """
     require(acting_user, Perm.MANAGE_API_CLIENTS)
-    secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode("ascii")
+    secret = new_secret()
     with transaction.atomic(durable=True):
         client = ApiClient.objects.select_for_update().get(pk=client.pk)
         if ApiKey.objects.filter(client=client, revoked_at__isnull=True).count() >= ApiKey.MAX_ACTIVE:
@@ -249,7 +249,7 @@ def create_webhook(*, name: str, url: str, event_types: list[str], acting_user: 
     unknown = sorted(set(event_types) - set(EVENT_TYPES))
     if unknown:
         raise ValidationError(f"unknown event types: {', '.join(unknown)}")
-    secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode("ascii")
+    secret = new_secret()
     webhook = Webhook(name=name, url=url, event_types=sorted(event_types))
     webhook.secret = secret
     webhook.full_clean(exclude=["secret"])

@@ -10,6 +10,7 @@ Django's superuser flag adds nothing.
 from __future__ import annotations
 
 import base64
+import secrets
 import uuid
 from decimal import Decimal
 from enum import StrEnum
@@ -234,6 +235,20 @@ class ApiClient(models.Model):
         return self.is_active and str(scope) in self.scopes
 
 
+def new_secret() -> str:
+    """A shared HMAC secret as it is issued, shown once and stored: 32 random bytes, base64url."""
+    return secret_text(secrets.token_bytes(32))
+
+
+def secret_text(key: bytes) -> str:
+    return base64.urlsafe_b64encode(key).rstrip(b"=").decode("ascii")
+
+
+def secret_key(text: str) -> bytes:
+    """The bytes an issued secret stands for (the HMAC key)."""
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
 class ApiKeyQuerySet(GatedQuerySet["ApiKey"]):
     gates = {"view": (Perm.MANAGE_API_CLIENTS,), "manage": (Perm.MANAGE_API_CLIENTS,)}
 
@@ -266,7 +281,7 @@ class ApiKey(models.Model):
 
     def secret_bytes(self) -> bytes:
         """The HMAC key: the secret as issued is its base64url text."""
-        return base64.urlsafe_b64decode(str(self.secret) + "=" * (-len(self.secret) % 4))
+        return secret_key(str(self.secret))
 
 
 class Party(ProtectedModel):
@@ -514,4 +529,4 @@ class Webhook(models.Model):
         return self.name
 
     def secret_bytes(self) -> bytes:
-        return base64.urlsafe_b64decode(str(self.secret) + "=" * (-len(self.secret) % 4))
+        return secret_key(str(self.secret))

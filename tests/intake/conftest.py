@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import secrets
 import sys
@@ -15,7 +14,7 @@ import pytest
 from django.test import Client
 
 from accounts.models import Team
-from cases.models import ApiClient, ApiKey, Case, Queue, RoutingRule, Scope
+from cases.models import ApiClient, ApiKey, Case, Queue, RoutingRule, Scope, secret_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "clients" / "python"))
 from caspix_client import sign  # the standalone client, imported as upstream systems do
@@ -26,7 +25,7 @@ Signed = Callable[..., Any]
 def issue(client: ApiClient) -> tuple[ApiKey, bytes]:
     raw = secrets.token_bytes(32)
     key = ApiKey(client=client, key_id=f"{client.source}-{uuid.uuid4().hex[:8]}")
-    key.secret = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    key.secret = secret_text(raw)
     key.save()
     return key, raw
 
