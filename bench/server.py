@@ -58,23 +58,29 @@ def serve(env: dict[str, str], settings: str, workers: int) -> Iterator[str]:
     env = {**env, "DJANGO_SETTINGS_MODULE": settings}
     command = [sys.executable, "-m", "gunicorn", "caspix.wsgi:application", "--config", "deploy/gunicorn.conf.py"]
     command += ["--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--max-requests", "0"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:  # noqa: S310 (loopback)
-                    if response.status == 200:
-                        break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"gunicorn did not start: {process.stderr.read()!r}") from None  # type: ignore[union-attr]
-                time.sleep(0.2)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with tempfile.TemporaryFile() as log:  # a pipe nobody reads would stall the server once full
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        base = f"http://127.0.0.1:{port}"
+        failed = True
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{base}/healthz", timeout=2) as response:  # noqa: S310 (loopback)
+                        if response.status == 200:
+                            break
+                except OSError:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError("gunicorn did not start") from None
+                    time.sleep(0.2)
+            yield base
+            failed = False
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+            if failed:  # what the server said, to diagnose the failure
+                log.seek(0)
+                sys.stderr.write(log.read()[-20_000:].decode(errors="replace"))
 
 
 def wrk(url: str, seconds: int = 10, connections: int = 16, threads: int = 1) -> dict[str, float]:
