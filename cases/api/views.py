@@ -18,13 +18,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cases.api import idempotency
+from cases.api import idempotency, schemas
 from cases.api.auth import ClientRate, HasScope, SignedRequest, raw_path
-from cases.api.schemas import AlertSchema, kept_payload
+from cases.api.schemas import AlertBatch, AlertSchema, kept_payload
 from cases.intake import Incoming, NoRouteError, Outcome, ingest
 from cases.models import Alert, ApiClient, ApiKey, Scope
 from caspix.access import ACCESS_ATTRIBUTE
-from caspix.problems import Problem, field_errors
+from caspix.problems import Problem
 from caspix.strictjson import StrictJSONParser
 
 
@@ -55,7 +55,7 @@ def signer(request: Request) -> ApiClient:
     return key.client
 
 
-def _answer(outcome: Outcome) -> dict[str, Any]:
+def answer_of(outcome: Outcome) -> dict[str, Any]:
     alert = outcome.alert
     return {
         "id": str(alert.pk),
@@ -65,7 +65,7 @@ def _answer(outcome: Outcome) -> dict[str, Any]:
     }
 
 
-def _incoming(attrs: dict[str, Any]) -> Incoming:
+def incoming_of(attrs: dict[str, Any]) -> Incoming:
     return Incoming(
         external_id=attrs["external_id"],
         scenario=attrs["scenario"],
@@ -76,6 +76,14 @@ def _incoming(attrs: dict[str, Any]) -> Incoming:
         transactions=attrs.get("transactions", []),
         payload=kept_payload(attrs),
     )
+
+
+def _by_field(faults: list[schemas.Fault]) -> dict[str, list[str]]:
+    """The faults as DRF's error detail, keyed by JSON path (``caspix.problems`` lists them)."""
+    detail: dict[str, list[str]] = {}
+    for fault in faults:
+        detail.setdefault(fault["field"], []).append(fault["message"])
+    return detail
 
 
 def _ingest(client: ApiClient, alerts: list[Incoming], claim: idempotency.Claim, answer: Any) -> list[Outcome]:
@@ -177,20 +185,22 @@ class AlertCreate(IntakeView):
                 return Response(
                     claim.replay.response, status=claim.replay.status, headers={"Idempotent-Replayed": "true"}
                 )
-            schema = AlertSchema(data=request.data)
-            schema.is_valid(raise_exception=True)
+            try:
+                attrs = schemas.validate(request.data)
+            except schemas.SchemaError as error:
+                raise serializers.ValidationError(_by_field(error.faults)) from None
 
             def answer(outcomes: list[Outcome]) -> tuple[int, dict[str, Any]]:
-                return (201 if outcomes[0].created else 200), _answer(outcomes[0])
+                return (201 if outcomes[0].created else 200), answer_of(outcomes[0])
 
-            outcomes = _ingest(client, [_incoming(schema.validated_data)], claim, answer)
+            outcomes = _ingest(client, [incoming_of(attrs)], claim, answer)
         status, body = answer(outcomes)
         return Response(body, status=status)
 
 
 class AlertBulk(IntakeView):
     @extend_schema(
-        request=AlertSchema(many=True),
+        request=AlertBatch,
         parameters=[IDEMPOTENCY_KEY],
         examples=[
             OpenApiExample(
@@ -235,16 +245,15 @@ class AlertBulk(IntakeView):
                 )
             results: list[dict[str, Any] | None] = [None] * len(items)
             valid: list[tuple[int, Incoming]] = []
-            schema = AlertSchema()  # one for the batch: DRF copies a serializer's fields once per instance
             for index, item in enumerate(items):
                 try:
-                    valid.append((index, _incoming(schema.run_validation(item))))
-                except serializers.ValidationError as error:
-                    results[index] = {"index": index, "status": 422, "errors": field_errors(error.detail)}
+                    valid.append((index, incoming_of(schemas.validate(item))))
+                except schemas.SchemaError as error:
+                    results[index] = {"index": index, "status": 422, "errors": error.faults}
 
             def answer(outcomes: list[Outcome]) -> tuple[int, dict[str, Any]]:
                 for (index, _), outcome in zip(valid, outcomes, strict=True):
-                    results[index] = {"index": index, "status": 201 if outcome.created else 200, **_answer(outcome)}
+                    results[index] = {"index": index, "status": 201 if outcome.created else 200, **answer_of(outcome)}
                 accepted = sum(1 for result in results if result and result["status"] != 422)
                 return 200, {"accepted": accepted, "rejected": len(items) - accepted, "results": results}
 
