@@ -35,6 +35,7 @@ from audit.events import EventType
 from audit.ledger import Actor, Entry, record_many
 from cases import outbox
 from cases.models import Account, Alert, ApiClient, Case, Party, RoutingRule, Transaction
+from caspix.bulk import copy_in
 from caspix.crypto import blind
 
 
@@ -131,8 +132,8 @@ def ingest(
             _transaction(alert, accounts, given) for alert, incoming in new_alerts for given in incoming.transactions
         ]
         Case.objects.bulk_create([case for case, _ in opening])
-        Alert.objects.bulk_create([alert for alert, _ in new_alerts])
-        Transaction.objects.bulk_create(new_transactions)
+        copy_in(Alert, [alert for alert, _ in new_alerts])
+        copy_in(Transaction, new_transactions)
         record_many(
             [_opened(case, rule) for case, rule in opening]
             + [
@@ -198,7 +199,10 @@ def _parties(subjects: list[dict[str, Any]], now: datetime.datetime) -> dict[str
     if not wanted:
         return {}
     terms = {term: key for key in wanted for term in blind.terms(blind.Kind.CUSTOMER_ID, key)}
-    found = {terms[party.customer_id_index]: party for party in Party.objects.filter(customer_id_index__in=terms)}
+    found = {
+        terms[party.customer_id_index]: party
+        for party in Party.objects.filter(customer_id_index__in=terms).only("id", "customer_id_index")
+    }
     made = [
         Party(
             customer_id=subject["customer_id"],
@@ -211,7 +215,7 @@ def _parties(subjects: list[dict[str, Any]], now: datetime.datetime) -> dict[str
         for key, subject in wanted.items()
         if key not in found
     ]
-    Party.objects.bulk_create(made)  # computes the blind indexes as save() does (pre_save)
+    copy_in(Party, made)  # computes the blind indexes as save() does (pre_save)
     found.update({_customer_key(party.customer_id): party for party in made})
     return found
 
@@ -219,7 +223,8 @@ def _parties(subjects: list[dict[str, Any]], now: datetime.datetime) -> dict[str
 def _open_cases(parties: list[Party]) -> dict[Any, Case]:
     """Each party's open case (the oldest, should there be several), by party id."""
     cases: dict[Any, Case] = {}
-    for case in Case.objects.filter(party__in=parties).exclude(status=Case.Status.CLOSED).order_by("-opened_at"):
+    open_cases = Case.objects.filter(party__in=parties).exclude(status=Case.Status.CLOSED)
+    for case in open_cases.order_by("-opened_at").only("id", "party_id"):
         cases[case.party_id] = case
     return cases
 
@@ -291,7 +296,7 @@ def _accounts(wanted: list[tuple[Party, dict[str, Any]]]) -> dict[tuple[Any, str
         for key, (party, given) in by_key.items()
         if key not in found
     ]
-    Account.objects.bulk_create(made)
+    copy_in(Account, made)
     found.update(
         {(account.party_id, blind.normalise(blind.Kind.ACCOUNT_NUMBER, account.number)): account for account in made}
     )

@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from cases.models import OutboxEvent, Webhook
 from cases.signatures import sign_request
+from caspix.bulk import copy_in
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def emit_many(events: list[tuple[str, dict[str, Any]]]) -> None:
     if not events:
         return
     now = timezone.now()
-    OutboxEvent.objects.bulk_create([OutboxEvent(event_type=kind, data=data, occurred_at=now) for kind, data in events])
+    copy_in(OutboxEvent, [OutboxEvent(event_type=kind, data=data, occurred_at=now) for kind, data in events])
     transaction.on_commit(_schedule, robust=True)
 
 
