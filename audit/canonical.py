@@ -36,8 +36,24 @@ class CanonicalError(TypeError):
 
 
 def canonical(document: Mapping[str, Any]) -> bytes:
-    _check(document, "$")
+    if not _plain(document):
+        _check(document, "$")  # finds what is wrong and says where; or accepts an unusual container
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def _plain(value: Any) -> bool:
+    """True if ``value`` is built of exact dicts, lists, strings, safe integers, booleans and null
+    only: the common case, checked without building the path of each value."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return bool(-MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER)
+    if kind is dict:
+        return all(type(key) is str and _plain(item) for key, item in value.items())
+    if kind is list or kind is tuple:
+        return all(_plain(item) for item in value)
+    return False
 
 
 def _check(value: Any, path: str) -> None:
