@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -15,7 +16,7 @@ from tests.crypto_app.models import Person
 pytestmark = pytest.mark.django_db
 
 
-def columns(table: str, pk: object) -> dict[str, object]:
+def columns(table: str, pk: Any) -> dict[str, Any]:
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT * FROM {table} WHERE id = %s", [pk])  # noqa: S608 (a test's own table name)
         names = [column.name for column in cursor.description]
