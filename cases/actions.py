@@ -266,15 +266,18 @@ def create_webhook(*, name: str, url: str, event_types: list[str], acting_user: 
 
 
 def replay_webhook(webhook: Webhook, *, after: int, acting_user: User, reason: str) -> None:
-    """Deliver to ``webhook`` again every event after ``after`` (its receiver lost them)."""
+    """Deliver to ``webhook`` again every event after sequence number ``after`` (its receiver
+    lost them). The cursor only moves back: skipping events is not a replay."""
     require(acting_user, Perm.MANAGE_API_CLIENTS)
     if not reason.strip():
         raise ValidationError("state the reason for the replay")
     if after < 0:
-        raise ValidationError("replay from an event id, 0 for the first")
+        raise ValidationError("replay from a sequence number, 0 for the first")
     with transaction.atomic(durable=True):
         locked = Webhook.objects.select_for_update().get(pk=webhook.pk)
         before = locked.delivered_through
+        if after > before:
+            raise ValidationError(f"the receiver has events through {before} only: a replay starts at or before it")
         outbox.replay(locked, after)
         record(
             EventType.WEBHOOK_REPLAYED,

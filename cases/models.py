@@ -482,16 +482,23 @@ class IdempotencyRecord(models.Model):
 
 
 class OutboxEvent(models.Model):
-    """A business event, written in the transaction of the change it reports; its id is the
-    sequence receivers replay from. Carries ids, references and states, never customer data."""
+    """A business event, written in the transaction of the change it reports. Carries ids,
+    references and states, never customer data.
+
+    ``sequence`` is the order receivers get events in and replay from. The relay gives it once
+    the event has committed (``cases.outbox.release``): ids are drawn when events are written,
+    so a transaction committing later can hold lower ids than events already delivered.
+    """
 
     id = models.BigAutoField(primary_key=True)
+    sequence = models.BigIntegerField(null=True, blank=True, unique=True, editable=False)
     event_type = models.CharField(max_length=64)
     occurred_at = models.DateTimeField(default=timezone.now)
     data = models.JSONField()
 
     class Meta:
         ordering = ["id"]
+        indexes = [models.Index(fields=["id"], condition=Q(sequence__isnull=True), name="outbox_unreleased")]
 
     def __str__(self) -> str:
         return f"{self.event_type} #{self.pk}"
@@ -504,9 +511,9 @@ class WebhookQuerySet(GatedQuerySet["Webhook"]):
 class Webhook(models.Model):
     """A receiver of the outbound events, in order, at least once, signed with its own secret.
 
-    ``delivered_through`` is the id of the last event it acknowledged (2xx): the relay moves it
-    only after a delivery, so a relay killed mid-delivery delivers that batch again. Receivers
-    deduplicate by event id.
+    ``delivered_through`` is the sequence number of the last event it acknowledged (2xx): the
+    relay moves it only after a delivery, so a relay killed mid-delivery delivers that batch
+    again. Receivers deduplicate by event id.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

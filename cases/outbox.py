@@ -1,8 +1,9 @@
 """Outbound business events: written with the change, relayed to webhooks in order, signed.
 
 :func:`emit` adds an event in the acting transaction (the transactional outbox): it exists if
-and only if the change committed. :func:`relay` delivers, per webhook, the events after its
-cursor in batches of ``BATCH``, signed as the intake API verifies (RFC 9421 ``hmac-sha256`` over
+and only if the change committed. :func:`relay` first gives the committed events their sequence
+numbers (:func:`release`), then delivers, per webhook, the events after its cursor in batches of
+``BATCH``, signed as the intake API verifies (RFC 9421 ``hmac-sha256`` over
 method, path and ``Content-Digest``, key id = the webhook's id), and moves the cursor only after
 a 2xx: at least once, in order. A failed delivery waits 2ⁿ seconds (capped at an hour, with
 jitter) before the next attempt. :func:`replay` moves a webhook's cursor back, for a receiver
@@ -15,6 +16,7 @@ workspace, ``case.status-changed``).
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import logging
 import random
@@ -24,7 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from cases.models import OutboxEvent, Webhook
@@ -37,6 +39,7 @@ EVENT_TYPES = ("alert.ingested", "case.created", "case.status-changed")
 BATCH = 100
 TIMEOUT = 10
 MAX_BACKOFF = 3600
+RELEASE_LOCK = int.from_bytes(hashlib.sha256(b"caspix-outbox-release").digest()[:8], "big", signed=True)
 
 
 def emit(event_type: str, data: dict[str, Any]) -> None:
@@ -61,8 +64,30 @@ def _schedule() -> None:
     relay_outbox.delay()
 
 
+def release() -> int:
+    """Give the committed events that have none the next sequence numbers, in id order; how many.
+
+    Ids are drawn from a database sequence as events are written, so a transaction committing
+    after another can hold lower ids than events already delivered, and a cursor over ids would
+    skip them. Sequence numbers are handed out here instead, one release at a time, to events
+    that have committed: they only grow, and every event gets one.
+    """
+    table = connection.ops.quote_name(OutboxEvent._meta.db_table)
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":  # elsewhere the database has a single writer
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [RELEASE_LOCK])
+        cursor.execute(
+            f"UPDATE {table} SET sequence = top.last + pending.position"  # noqa: S608 (our own table)
+            f" FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY id) AS position FROM {table}"
+            f" WHERE sequence IS NULL) AS pending, (SELECT COALESCE(MAX(sequence), 0) AS last FROM {table}) AS top"
+            f" WHERE {table}.id = pending.id"
+        )
+        return int(cursor.rowcount)
+
+
 def relay(now: datetime.datetime | None = None) -> int:
     """Deliver what each due webhook has not acknowledged; how many events were delivered."""
+    release()
     delivered = 0
     for webhook_id in Webhook.objects.filter(is_active=True, next_attempt_at__lte=now or timezone.now()).values_list(
         "pk", flat=True
@@ -79,10 +104,10 @@ def _relay_one(webhook_id: Any) -> int:
             webhook = Webhook.objects.select_for_update(skip_locked=True).filter(pk=webhook_id).first()
             if webhook is None or not webhook.is_active:
                 return delivered
-            events = OutboxEvent.objects.filter(pk__gt=webhook.delivered_through)
+            events = OutboxEvent.objects.filter(sequence__gt=webhook.delivered_through)
             if webhook.event_types:
                 events = events.filter(event_type__in=webhook.event_types)
-            batch = list(events.order_by("id")[:BATCH])
+            batch = list(events.order_by("sequence")[:BATCH])
             if not batch:
                 return delivered
             if not _deliver(webhook, batch):
@@ -91,7 +116,7 @@ def _relay_one(webhook_id: Any) -> int:
                 webhook.next_attempt_at = timezone.now() + datetime.timedelta(seconds=wait)
                 webhook.save(update_fields=["failures", "next_attempt_at"])
                 return delivered
-            webhook.delivered_through = batch[-1].pk
+            webhook.delivered_through = batch[-1].sequence or 0
             webhook.failures = 0
             webhook.save(update_fields=["delivered_through", "failures"])
             delivered += len(batch)
@@ -101,7 +126,13 @@ def body_of(events: list[OutboxEvent]) -> bytes:
     return json.dumps(
         {
             "events": [
-                {"id": e.pk, "type": e.event_type, "occurred_at": e.occurred_at.isoformat(), "data": e.data}
+                {
+                    "id": e.pk,
+                    "sequence": e.sequence,
+                    "type": e.event_type,
+                    "occurred_at": e.occurred_at.isoformat(),
+                    "data": e.data,
+                }
                 for e in events
             ]
         },
@@ -129,5 +160,6 @@ def _deliver(webhook: Webhook, events: list[OutboxEvent]) -> bool:
 
 
 def replay(webhook: Webhook, after: int) -> None:
-    """Deliver again every event after ``after`` (an action: see ``cases.actions.replay_webhook``)."""
+    """Deliver again every event after sequence number ``after`` (an action: see
+    ``cases.actions.replay_webhook``)."""
     Webhook.objects.filter(pk=webhook.pk).update(delivered_through=after, failures=0, next_attempt_at=timezone.now())

@@ -97,6 +97,12 @@ def some_events(count: int) -> list[int]:
     return list(OutboxEvent.objects.values_list("pk", flat=True))
 
 
+def sequence_of(pk: int) -> int:
+    sequence = OutboxEvent.objects.get(pk=pk).sequence
+    assert sequence is not None
+    return sequence
+
+
 def test_it_writes_the_events_with_the_alert_and_nothing_without(signed: Signed, routing: dict[str, Queue]) -> None:
     signed("POST", "/api/v1/alerts", alert(), idempotency_key="k-1")
     assert [e.event_type for e in OutboxEvent.objects.all()] == ["case.created", "alert.ingested"]
@@ -118,7 +124,8 @@ def test_it_delivers_in_order_signed_and_moves_the_cursor(world: World, receiver
     assert receiver.ids() == ids
     assert [len(d) for d in receiver.deliveries] == [outbox.BATCH, 5]
     webhook.refresh_from_db()
-    assert (webhook.delivered_through, webhook.failures) == (ids[-1], 0)
+    assert (webhook.delivered_through, webhook.failures) == (sequence_of(ids[-1]), 0)
+    assert [e["sequence"] for d in receiver.deliveries for e in d] == list(range(1, len(ids) + 1))
     assert outbox.relay() == 0  # nothing new: nothing sent again
 
 
@@ -148,11 +155,60 @@ def test_it_replays_from_a_sequence_number_and_records_why(world: World, receive
     webhook = subscribe(world, receiver)
     ids = some_events(4)
     outbox.relay()
-    replay_webhook(webhook, after=ids[1], acting_user=world.users["admin"], reason="receiver restored a backup")
+    after = sequence_of(ids[1])
+    replay_webhook(webhook, after=after, acting_user=world.users["admin"], reason="receiver restored a backup")
     outbox.relay()
     assert receiver.ids() == ids + ids[2:]
     assert events()[-1]["name"] == "WEBHOOK_REPLAYED"
-    assert events()[-1]["after"] == {"delivered_through": ids[1]}
+    assert events()[-1]["after"] == {"delivered_through": after}
+
+
+def test_it_refuses_a_replay_that_would_skip_events(world: World, receiver: Receiver) -> None:
+    from django.core.exceptions import ValidationError
+
+    webhook = subscribe(world, receiver)
+    some_events(2)
+    outbox.relay()
+    with pytest.raises(ValidationError, match="through 2 only"):
+        replay_webhook(webhook, after=3, acting_user=world.users["admin"], reason="skip ahead")
+    with pytest.raises(ValidationError, match="sequence number"):
+        replay_webhook(webhook, after=-1, acting_user=world.users["admin"], reason="before the first")
+    webhook.refresh_from_db()
+    assert webhook.delivered_through == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_delivers_an_event_that_commits_after_later_ones(receiver: Receiver, db: None) -> None:
+    """Ids are drawn as events are written: the event with the lower id commits last and is
+    still delivered, after the other, with the next sequence number."""
+    from django.db import connection, transaction
+
+    webhook = subscribe(build_world(), receiver)
+    written, finish = threading.Event(), threading.Event()
+
+    def slow_transaction() -> None:
+        try:
+            with transaction.atomic():
+                outbox.emit("alert.ingested", {"alert": "written first"})
+                written.set()
+                finish.wait(30)
+        finally:
+            connection.close()
+
+    slow = threading.Thread(target=slow_transaction)
+    slow.start()
+    assert written.wait(30)
+    with transaction.atomic():
+        outbox.emit("alert.ingested", {"alert": "committed first"})  # relayed once it commits
+    finish.set()
+    slow.join(30)
+    outbox.relay()
+    delivered = [(e["data"]["alert"], e["sequence"]) for d in receiver.deliveries for e in d]
+    assert delivered == [("committed first", 1), ("written first", 2)]
+    first, second = OutboxEvent.objects.order_by("id")
+    assert (first.data["alert"], first.sequence, second.sequence) == ("written first", 2, 1)
+    webhook.refresh_from_db()
+    assert webhook.delivered_through == 2
 
 
 def test_it_refuses_an_unknown_event_type_and_plain_http_in_production(world: World, settings: Any) -> None:
@@ -204,7 +260,7 @@ def test_it_delivers_again_what_a_worker_killed_mid_delivery_had_sent(receiver: 
     second = start_worker(queue)
     try:
         relay_outbox.apply_async(queue=queue)
-        assert wait_until(lambda: Webhook.objects.get(pk=webhook.pk).delivered_through == ids[-1])
+        assert wait_until(lambda: Webhook.objects.get(pk=webhook.pk).delivered_through == len(ids))
     finally:
         second.terminate()
         second.wait(30)
