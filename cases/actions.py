@@ -225,19 +225,57 @@ def create_routing_rule(*, acting_user: User, **fields: Any) -> RoutingRule:
             actor=actor_of(acting_user),
             object_type="routing-rule",
             object_id=rule.pk,
-            after={
-                "name": rule.name,
-                "position": rule.position,
-                "scenario": rule.scenario,
-                "source": rule.source,
-                "currency": rule.currency,
-                "min_amount": None if rule.min_amount is None else str(rule.min_amount),
-                "max_amount": None if rule.max_amount is None else str(rule.max_amount),
-                "queue": rule.queue.slug,
-                "priority": rule.get_priority_display(),
-            },
+            after=_rule_state(rule),
         )
     return rule
+
+
+def change_routing_rule(rule: RoutingRule, *, acting_user: User, **fields: Any) -> RoutingRule:
+    """Change a routing rule's conditions, decision, position or whether it is active.
+
+    Cases already opened stay where they are: a rule decides where new cases go.
+    """
+    require(acting_user, Perm.MANAGE_SETTINGS)
+    unknown = set(fields) - {*_RULE_FIELDS, "is_active"}
+    if unknown:
+        raise ValidationError(f"not a routing rule's field: {', '.join(sorted(unknown))}")
+    with transaction.atomic(durable=True):
+        locked = RoutingRule.objects.select_for_update().select_related("queue").get(pk=rule.pk)
+        before = _rule_state(locked)
+        for name, value in fields.items():
+            setattr(locked, name, value)
+        locked.full_clean()
+        after = _rule_state(locked)
+        if after == before:
+            return locked
+        locked.save(update_fields=list(fields))
+        record(
+            EventType.ROUTING_RULE_CHANGED,
+            actor=actor_of(acting_user),
+            object_type="routing-rule",
+            object_id=locked.pk,
+            before={k: v for k, v in before.items() if after[k] != v},
+            after={k: v for k, v in after.items() if before[k] != v},
+        )
+    return locked
+
+
+_RULE_FIELDS = ("position", "name", "scenario", "source", "currency", "min_amount", "max_amount", "queue", "priority")
+
+
+def _rule_state(rule: RoutingRule) -> dict[str, Any]:
+    return {
+        "name": rule.name,
+        "position": rule.position,
+        "scenario": rule.scenario,
+        "source": rule.source,
+        "currency": rule.currency,
+        "min_amount": None if rule.min_amount is None else str(rule.min_amount),
+        "max_amount": None if rule.max_amount is None else str(rule.max_amount),
+        "queue": rule.queue.slug,
+        "priority": rule.get_priority_display(),
+        "active": rule.is_active,
+    }
 
 
 def create_webhook(*, name: str, url: str, event_types: list[str], acting_user: User) -> tuple[Webhook, str]:

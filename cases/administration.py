@@ -15,7 +15,14 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from accounts.administration import refused
 from accounts.permissions import Perm
 from cases import actions
-from cases.forms import ApiClientForm, MoveQueueForm, QueueForm, RevokeKeyForm, RoutingRuleForm
+from cases.forms import (
+    ApiClientForm,
+    MoveQueueForm,
+    QueueForm,
+    RevokeKeyForm,
+    RoutingRuleChangeForm,
+    RoutingRuleForm,
+)
 from cases.models import ApiClient, ApiKey, Queue, RoutingRule
 from caspix.access import requires
 
@@ -158,3 +165,25 @@ def routing_rules(request: HttpRequest) -> HttpResponse:
     rules = RoutingRule.objects.restrict(request.user, "view").select_related("queue")
     status = 400 if form.errors else 200
     return render(request, "cases/routing_rules.html", {"rules": rules, "form": form}, status=status)
+
+
+@requires(Perm.MANAGE_SETTINGS, step_up=True)
+@require_http_methods(["GET", "HEAD", "POST"])
+def routing_rule(request: HttpRequest, pk: int) -> HttpResponse:
+    rule = get_object_or_404(RoutingRule.objects.restrict(request.user, "view").select_related("queue"), pk=pk)
+    name = rule.name  # the form writes what was typed onto the instance, even when it is refused
+    form = RoutingRuleChangeForm(request.POST if request.method == "POST" else None, instance=rule, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        try:
+            changed = actions.change_routing_rule(
+                rule,
+                acting_user=request.user,  # type: ignore[arg-type]
+                **{field: form.cleaned_data[field] for field in form.changed_data},
+            )
+        except ValidationError as error:
+            refused(form, error)
+        else:
+            messages.success(request, f"The rule {changed.name} is saved.")
+            return HttpResponseRedirect(reverse("routing_rules:list"))
+    status = 400 if form.errors else 200
+    return render(request, "cases/routing_rule.html", {"name": name, "form": form}, status=status)

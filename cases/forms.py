@@ -92,3 +92,12 @@ class RoutingRuleForm(forms.ModelForm):  # type: ignore[type-arg]
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["queue"].queryset = Queue.objects.restrict(user, "view")  # type: ignore[attr-defined]
+
+
+class RoutingRuleChangeForm(RoutingRuleForm):
+    """A rule as it stands, to change; an inactive rule routes nothing until made active again."""
+
+    class Meta(RoutingRuleForm.Meta):
+        fields = [*RoutingRuleForm.Meta.fields, "is_active"]
+        labels = {"is_active": "Active"}
+        help_texts = {**RoutingRuleForm.Meta.help_texts, "is_active": "Untick to stop routing by this rule."}

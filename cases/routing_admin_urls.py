@@ -4,4 +4,7 @@ from cases import administration
 
 app_name = "routing_rules"
 
-urlpatterns = [path("", administration.routing_rules, name="list")]
+urlpatterns = [
+    path("", administration.routing_rules, name="list"),
+    path("<int:pk>/", administration.routing_rule, name="detail"),
+]

@@ -132,6 +132,8 @@ MATRIX: tuple[Entry, ...] = (
     Entry("queues:move", "POST", only(400, ADMIN), lambda w, p, o: {"slug": "cards"}),
     Entry("routing_rules:list", "GET", only(200, ADMIN)),
     Entry("routing_rules:list", "POST", only(400, ADMIN)),
+    Entry("routing_rules:detail", "GET", only(404, ADMIN), lambda w, p, o: {"pk": 999_999}),
+    Entry("routing_rules:detail", "POST", only(404, ADMIN), lambda w, p, o: {"pk": 999_999}),
     # --- API clients: step-up for every change; a client that is not there answers 404
     Entry("api_clients:list", "GET", only(200, ADMIN)),
     Entry("api_clients:list", "POST", only(400, ADMIN)),

@@ -1,4 +1,5 @@
-"""The API-client pages: register a client, issue a key shown once, revoke it with a reason."""
+"""The API-client pages (register a client, issue a key shown once, revoke it with a reason) and
+the routing-rule pages (add a rule, change or deactivate one)."""
 
 from __future__ import annotations
 
@@ -102,3 +103,58 @@ def test_it_adds_a_routing_rule_from_its_page(admin: User) -> None:
     assert (rule.queue, rule.priority, str(rule.min_amount)) == (queue, 3, "1000.0000")
     assert b"large card fraud" in browser.get(rules).content
     assert names()[-1] == "ROUTING_RULE_CREATED"
+
+
+def test_it_changes_and_deactivates_a_routing_rule_recording_what_it_was(admin: User) -> None:
+    from accounts.models import Team
+    from cases.actions import create_routing_rule
+    from cases.models import Queue, RoutingRule
+    from tests.recorded import events
+
+    team = Team.objects.create(slug="cards", name="Cards")
+    cards = Queue.objects.create(slug="cards", name="Card fraud", team=team)
+    triage = Queue.objects.create(slug="triage", name="Triage", team=team)
+    rule = create_routing_rule(
+        acting_user=admin, position=10, name="card fraud", currency="EUR", queue=cards, priority=2
+    )
+    browser = client_for(admin)
+    page = reverse("routing_rules:detail", args=[rule.pk])
+    assert page.encode() in browser.get(reverse("routing_rules:list")).content  # the list links to it
+    shown = browser.get(page)
+    assert shown.status_code == 200
+    assert b'value="card fraud"' in shown.content
+    form = {"position": "10", "name": "card fraud", "currency": "EUR", "queue": str(triage.pk), "priority": "4"}
+    form |= {"is_active": "on"}
+    refused = browser.post(page, {**form, "min_amount": "50", "max_amount": "5", "name": "renamed"})
+    assert refused.status_code == 400
+    assert b"<h1>card fraud</h1>" in refused.content  # the rule's name, not what was typed
+    assert RoutingRule.objects.get().queue == cards
+    assert browser.post(page, form).status_code == 302
+    rule.refresh_from_db()
+    assert (rule.queue, rule.priority, rule.is_active) == (triage, 4, True)
+    changed = events()[-1]
+    assert changed["name"] == "ROUTING_RULE_CHANGED"
+    assert (changed["before"], changed["after"]) == (
+        {"queue": "cards", "priority": "Medium"},
+        {"queue": "triage", "priority": "Critical"},
+    )
+    del form["is_active"]  # an unticked box is not sent
+    assert browser.post(page, form).status_code == 302
+    assert not RoutingRule.objects.get().is_active
+    assert (events()[-1]["before"], events()[-1]["after"]) == ({"active": True}, {"active": False})
+    count = len(events())
+    assert browser.post(page, form).status_code == 302  # nothing changed: nothing recorded
+    assert len(events()) == count
+
+
+def test_it_changes_only_a_rules_own_fields(admin: User) -> None:
+    from django.core.exceptions import ValidationError
+
+    from accounts.models import Team
+    from cases.actions import change_routing_rule, create_routing_rule
+    from cases.models import Queue
+
+    queue = Queue.objects.create(slug="cards", name="Cards", team=Team.objects.create(slug="cards", name="Cards"))
+    rule = create_routing_rule(acting_user=admin, position=1, name="all", queue=queue, priority=2)
+    with pytest.raises(ValidationError, match="not a routing rule's field: pk"):
+        change_routing_rule(rule, acting_user=admin, pk=5)
