@@ -87,11 +87,14 @@ def release() -> int:
 
 def relay(now: datetime.datetime | None = None) -> int:
     """Deliver what each due webhook has not acknowledged; how many events were delivered."""
+    due = list(
+        Webhook.objects.filter(is_active=True, next_attempt_at__lte=now or timezone.now()).values_list("pk", flat=True)
+    )
+    if not due:
+        return 0  # what is not released yet will be when a webhook is due
     release()
     delivered = 0
-    for webhook_id in Webhook.objects.filter(is_active=True, next_attempt_at__lte=now or timezone.now()).values_list(
-        "pk", flat=True
-    ):
+    for webhook_id in due:
         delivered += _relay_one(webhook_id)
     return delivered
 
