@@ -63,6 +63,7 @@ class EventType(IntEnum):
     ROUTING_RULE_CHANGED = 241
     WEBHOOK_CREATED = 250
     WEBHOOK_REPLAYED = 251
+    WEBHOOK_CHANGED = 252  # made active or inactive
 
     # 4xx keys, encryption and backups
     KEY_ROTATED = 401

@@ -326,3 +326,29 @@ def replay_webhook(webhook: Webhook, *, after: int, acting_user: User, reason: s
             before={"delivered_through": before},
             after={"delivered_through": after},
         )
+
+
+def set_webhook_active(webhook: Webhook, *, active: bool, acting_user: User, reason: str) -> Webhook:
+    """Stop delivering to a receiver, or start again where its cursor stands (nothing is lost
+    while it is inactive: the events wait in the outbox)."""
+    require(acting_user, Perm.MANAGE_API_CLIENTS)
+    if not reason.strip():
+        raise ValidationError("state the reason for the change")
+    with transaction.atomic(durable=True):
+        locked = Webhook.objects.select_for_update().get(pk=webhook.pk)
+        if locked.is_active == active:
+            return locked
+        locked.is_active = active
+        locked.failures = 0
+        locked.next_attempt_at = timezone.now()
+        locked.save(update_fields=["is_active", "failures", "next_attempt_at"])
+        record(
+            EventType.WEBHOOK_CHANGED,
+            actor=actor_of(acting_user),
+            object_type="webhook",
+            object_id=str(locked.pk),
+            reason=reason,
+            before={"active": not active},
+            after={"active": active},
+        )
+    return locked

@@ -19,11 +19,14 @@ from cases.forms import (
     ApiClientForm,
     MoveQueueForm,
     QueueForm,
+    ReplayForm,
     RevokeKeyForm,
     RoutingRuleChangeForm,
     RoutingRuleForm,
+    WebhookActiveForm,
+    WebhookForm,
 )
-from cases.models import ApiClient, ApiKey, Queue, RoutingRule
+from cases.models import ApiClient, ApiKey, Queue, RoutingRule, Webhook
 from caspix.access import requires
 
 
@@ -187,3 +190,75 @@ def routing_rule(request: HttpRequest, pk: int) -> HttpResponse:
             return HttpResponseRedirect(reverse("routing_rules:list"))
     status = 400 if form.errors else 200
     return render(request, "cases/routing_rule.html", {"name": name, "form": form}, status=status)
+
+
+# --- Webhooks: the receivers of the outbound events --------------------------------------------------
+
+
+@requires(Perm.MANAGE_API_CLIENTS, step_up=True)
+@require_http_methods(["GET", "HEAD", "POST"])
+def webhooks(request: HttpRequest) -> HttpResponse:
+    """The receivers; adding one shows its signing secret on that one answer, never again."""
+    form = WebhookForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            webhook, secret = actions.create_webhook(**form.cleaned_data, acting_user=request.user)  # type: ignore[arg-type]
+        except ValidationError as error:
+            refused(form, error)
+        else:
+            response = _webhook_page(request, webhook, issued=secret)
+            response["Cache-Control"] = "no-store"
+            return response
+    listing = Webhook.objects.restrict(request.user, "view")
+    status = 400 if form.errors else 200
+    return render(request, "cases/webhooks.html", {"webhooks": listing, "form": form}, status=status)
+
+
+def _webhook(request: HttpRequest, pk: str) -> Webhook:
+    return get_object_or_404(Webhook.objects.restrict(request.user, "manage"), pk=pk)
+
+
+def _webhook_page(request: HttpRequest, webhook: Webhook, status: int = 200, **extra: object) -> HttpResponse:
+    context = {
+        "webhook": webhook,
+        "replay": extra.pop("replay", None) or ReplayForm(initial={"after": webhook.delivered_through}),
+        "switch": extra.pop("switch", None) or WebhookActiveForm(),
+        **extra,
+    }
+    return render(request, "cases/webhook.html", context, status=status)
+
+
+@requires(Perm.MANAGE_API_CLIENTS, step_up=True)
+@require_safe
+def webhook(request: HttpRequest, pk: str) -> HttpResponse:
+    return _webhook_page(request, _webhook(request, pk))
+
+
+@requires(Perm.MANAGE_API_CLIENTS, step_up=True)
+@require_POST
+def webhook_replay(request: HttpRequest, pk: str) -> HttpResponse:
+    hook = _webhook(request, pk)
+    form = ReplayForm(request.POST)
+    if form.is_valid():
+        try:
+            actions.replay_webhook(hook, acting_user=request.user, **form.cleaned_data)  # type: ignore[arg-type]
+        except ValidationError as error:
+            refused(form, error)
+        else:
+            messages.success(request, f"Events after {form.cleaned_data['after']} will be delivered again.")
+            return HttpResponseRedirect(reverse("webhooks:detail", args=[hook.pk]))
+    return _webhook_page(request, hook, status=400, replay=form)
+
+
+@requires(Perm.MANAGE_API_CLIENTS, step_up=True)
+@require_POST
+def webhook_switch(request: HttpRequest, pk: str) -> HttpResponse:
+    """Make a receiver inactive, or active again."""
+    hook = _webhook(request, pk)
+    form = WebhookActiveForm(request.POST)
+    if form.is_valid():
+        active = not hook.is_active
+        actions.set_webhook_active(hook, active=active, acting_user=request.user, **form.cleaned_data)  # type: ignore[arg-type]
+        messages.success(request, f"{hook.name} is {'active' if active else 'inactive'}.")
+        return HttpResponseRedirect(reverse("webhooks:detail", args=[hook.pk]))
+    return _webhook_page(request, hook, status=400, switch=form)

@@ -11,6 +11,7 @@ from accounts.forms import ReasonField, RestrictedChoicesForm
 from accounts.models import Team, User
 from accounts.permissions import Perm
 from cases.models import Action, Queue, RoutingRule, Scope
+from cases.outbox import EVENT_TYPES
 
 
 class TeamChoiceForm(RestrictedChoicesForm):
@@ -101,3 +102,27 @@ class RoutingRuleChangeForm(RoutingRuleForm):
         fields = [*RoutingRuleForm.Meta.fields, "is_active"]
         labels = {"is_active": "Active"}
         help_texts = {**RoutingRuleForm.Meta.help_texts, "is_active": "Untick to stop routing by this rule."}
+
+
+class WebhookForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    url = forms.URLField(
+        max_length=500, label="URL", assume_scheme="https", help_text="Where the events are POSTed, over https."
+    )
+    event_types = forms.MultipleChoiceField(
+        choices=[(kind, kind) for kind in EVENT_TYPES],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: every type, including those added later.",
+    )
+
+
+class ReplayForm(forms.Form):
+    after = forms.IntegerField(
+        min_value=0, label="Send again every event after sequence number", help_text="0 sends every event again."
+    )
+    reason = ReasonField()
+
+
+class WebhookActiveForm(forms.Form):
+    reason = ReasonField()

@@ -24,7 +24,7 @@ from accounts.models import (
     User,
 )
 from audit.models import PendingEvent
-from cases.models import ApiClient, ApiKey
+from cases.models import ApiClient, ApiKey, Queue, RoutingRule, Webhook
 from caspix.access import STEP_UP_SESSION_KEY, access_rule
 from tests.caspix.test_access import all_patterns
 from tests.conftest import client_for
@@ -41,6 +41,7 @@ STALE = 11 * 60  # seconds: past the default CASPIX_STEP_UP_MINUTES of 10
 
 
 STEP_UP_ROUTES = sorted(route for route, view in all_patterns() if "step-up" in (access_rule(view) or ()))
+WEBHOOK = "5b0c7c52-3f0e-4c59-9a57-3d2f1c3e9b21"  # the step-up world's webhook
 # The POST-only step-up routes, and the page each one's form lives on.
 FORM_PAGES = {
     "account/factors/<int:pk>/remove/": "/account/factors/",
@@ -55,6 +56,8 @@ FORM_PAGES = {
     "administration/users/<str:username>/sessions/end/": "/administration/users/bob/",
     "administration/api-clients/<slug:source>/keys/": "/administration/api-clients/tms/",
     "administration/api-clients/<slug:source>/keys/<str:key_id>/revoke/": "/administration/api-clients/tms/",
+    "administration/webhooks/<uuid:pk>/replay/": f"/administration/webhooks/{WEBHOOK}/",
+    "administration/webhooks/<uuid:pk>/active/": f"/administration/webhooks/{WEBHOOK}/",
 }
 POST_ONLY_STEP_UP_ROUTES = sorted(FORM_PAGES)
 
@@ -250,20 +253,31 @@ def test_it_finds_the_step_up_routes() -> None:
 
 
 def step_up_world() -> World:
-    """The personas' world, and an API client with a key for the API-client pages."""
+    """The personas' world, an API client with a key for the API-client pages, a routing rule
+    and a webhook."""
     world = build_world()
     client = ApiClient.objects.create(name="Card monitoring", source="tms", scopes=["alerts:write"])
     key = ApiKey(client=client, key_id="tms-key")
     key.secret = "c2VjcmV0LXRoYXQtaXMtbm90LXVzZWQtaW4tdGhpcy10ZXN0"
     key.save()
+    RoutingRule.objects.create(position=1, name="everything", queue=Queue.objects.get(slug="cards"), priority=2)
+    webhook = Webhook(pk=WEBHOOK, name="case system", url="https://cases.bank.example/h")
+    webhook.secret = key.secret
+    webhook.save()
     return world
 
 
 def concrete(route: str, world: World, admin: User) -> str:
     """The route with the world's objects in it: the pending approval, bob, the trainee template."""
-    pk = world.approval.pk if route.startswith("administration/approvals/") else device_of(admin).pk
+    if route.startswith("administration/approvals/"):
+        pk = world.approval.pk
+    elif route.startswith("administration/routing-rules/"):
+        pk = RoutingRule.objects.get().pk
+    else:
+        pk = device_of(admin).pk
     return "/" + (
         route.replace("<int:pk>", str(pk))
+        .replace("<uuid:pk>", WEBHOOK)
         .replace("<str:username>", world.users["analyst"].username)
         .replace("<slug:slug>", "cards" if route.startswith("administration/teams/") else "trainee")
         .replace("<slug:source>", "tms")

@@ -47,6 +47,9 @@ def signed_in(default: Expected, anonymous: int = 302, **overrides: Expected) ->
     return {ANONYMOUS: anonymous, **dict.fromkeys(PERSONAS, default), **overrides}
 
 
+NOWHERE = "00000000-0000-4000-8000-000000000000"  # no object has this id
+
+
 def only(allowed: Expected, *personas: str) -> dict[str, Expected]:
     """The named personas get ``allowed``, every other signed-in one 403."""
     return {**signed_in(403), **dict.fromkeys(personas, allowed)}
@@ -140,6 +143,11 @@ MATRIX: tuple[Entry, ...] = (
     Entry("api_clients:detail", "GET", only(404, ADMIN), lambda w, p, o: {"source": "nowhere"}),
     Entry("api_clients:issue_key", "POST", only(404, ADMIN), lambda w, p, o: {"source": "nowhere"}),
     Entry("api_clients:revoke_key", "POST", only(404, ADMIN), lambda w, p, o: {"source": "nowhere", "key_id": "k-1"}),
+    Entry("webhooks:list", "GET", only(200, ADMIN)),
+    Entry("webhooks:list", "POST", only(400, ADMIN)),
+    Entry("webhooks:detail", "GET", only(404, ADMIN), lambda w, p, o: {"pk": NOWHERE}),
+    Entry("webhooks:replay", "POST", only(404, ADMIN), lambda w, p, o: {"pk": NOWHERE}),
+    Entry("webhooks:switch", "POST", only(404, ADMIN), lambda w, p, o: {"pk": NOWHERE}),
     # --- the analysts' workspace: object-level access
     Entry("cases:workspace", "GET", only(200, *CASEWORK)),
     Entry("cases:case", "GET", only(REACHABLE, *CASEWORK), case, CASE_OWNERSHIPS),

@@ -158,3 +158,49 @@ def test_it_changes_only_a_rules_own_fields(admin: User) -> None:
     rule = create_routing_rule(acting_user=admin, position=1, name="all", queue=queue, priority=2)
     with pytest.raises(ValidationError, match="not a routing rule's field: pk"):
         change_routing_rule(rule, acting_user=admin, pk=5)
+
+
+def test_it_adds_a_webhook_showing_its_secret_once(admin: User) -> None:
+    from cases.models import Webhook
+
+    browser = client_for(admin)
+    webhooks = reverse("webhooks:list")
+    form = {"name": "case system", "url": "https://cases.bank.example/hooks", "event_types": ["case.created"]}
+    assert browser.post(webhooks, {**form, "url": "ftp://cases.bank.example/"}).status_code == 400
+    added = browser.post(webhooks, form)
+    assert added.status_code == 200
+    assert added["Cache-Control"] == "no-store"
+    webhook = Webhook.objects.get()
+    assert (webhook.event_types, webhook.delivered_through) == (["case.created"], 0)
+    assert str(webhook.secret).encode() in added.content
+    page = browser.get(reverse("webhooks:detail", args=[webhook.pk]))
+    assert str(webhook.secret).encode() not in page.content
+    assert b"case system" in browser.get(webhooks).content
+    assert names()[-1] == "WEBHOOK_CREATED"
+
+
+def test_it_replays_and_switches_a_webhook_with_reasons(admin: User) -> None:
+    from cases.actions import create_webhook
+    from cases.models import Webhook
+
+    webhook, _ = create_webhook(
+        name="case system", url="https://cases.bank.example/h", event_types=[], acting_user=admin
+    )
+    Webhook.objects.filter(pk=webhook.pk).update(delivered_through=40)
+    browser = client_for(admin)
+    replay = reverse("webhooks:replay", args=[webhook.pk])
+    assert browser.post(replay, {"after": "41", "reason": "skip"}).status_code == 400  # never forward
+    assert browser.post(replay, {"after": "10", "reason": ""}).status_code == 400
+    assert browser.post(replay, {"after": "10", "reason": "the receiver restored a backup"}).status_code == 302
+    webhook.refresh_from_db()
+    assert webhook.delivered_through == 10
+    assert names()[-1] == "WEBHOOK_REPLAYED"
+    switch = reverse("webhooks:switch", args=[webhook.pk])
+    assert browser.post(switch, {"reason": ""}).status_code == 400
+    assert browser.post(switch, {"reason": "the receiver is being moved"}).status_code == 302
+    webhook.refresh_from_db()
+    assert not webhook.is_active
+    assert names()[-1] == "WEBHOOK_CHANGED"
+    assert b"Make active" in browser.get(reverse("webhooks:detail", args=[webhook.pk])).content
+    assert browser.post(switch, {"reason": "moved"}).status_code == 302
+    assert Webhook.objects.get().is_active
