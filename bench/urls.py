@@ -2,7 +2,10 @@
 
 * ``/__bench__/bare``: a Django view doing nothing (the ceiling of request handling);
 * ``/__bench__/drf``: a bare DRF view that parses a JSON body with the intake API's parser and
-  answers (the ceiling of the intake API);
+  answers (the ceiling of request handling for the intake API);
+* ``/__bench__/ingest``: the bare DRF endpoint of bulk intake: the same parser, schema and
+  ingestion (grouping, routing, encryption, ledger, outbox) for the ``bench`` client, without
+  the signature, nonce, rate limit and idempotency (the ceiling of the intake API);
 * ``/__bench__/sealed``: writes a record with two encrypted fields and their blind indexes, reads
   it back from the database and opens both (``?cold=1`` empties the key cache first).
 """
@@ -17,8 +20,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from cases.api import schemas
+from cases.api.views import answer_of, incoming_of
+from cases.intake import ingest
+from cases.models import ApiClient
 from caspix.access import public
 from caspix.crypto import envelope
+from caspix.strictjson import StrictJSONParser
 
 
 @public
@@ -48,9 +56,29 @@ class BareDRF(APIView):
         return Response({"received": len(request.data)})
 
 
+class BareIngest(APIView):
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    parser_classes = [StrictJSONParser]
+
+    def post(self, request: Request) -> Response:
+        client = ApiClient.objects.get(source="bench")
+        results: list[dict[str, Any]] = []
+        valid = []
+        for index, item in enumerate(request.data):
+            try:
+                valid.append(incoming_of(schemas.validate(item)))
+            except schemas.SchemaError as error:
+                results.append({"index": index, "status": 422, "errors": error.faults})
+        outcomes = ingest(client, valid)
+        results += [{"status": 201 if outcome.created else 200, **answer_of(outcome)} for outcome in outcomes]
+        return Response({"accepted": len(outcomes), "results": results})
+
+
 urlpatterns = [
     path("__bench__/bare", bare),
     path("__bench__/drf", public(BareDRF.as_view())),
+    path("__bench__/ingest", public(BareIngest.as_view())),
     path("__bench__/sealed", sealed),
     path("", include("caspix.urls")),
 ]
