@@ -64,6 +64,8 @@ class EventType(IntEnum):
     WEBHOOK_CREATED = 250
     WEBHOOK_REPLAYED = 251
     WEBHOOK_CHANGED = 252  # made active or inactive
+    # the analysts' workspace
+    CASE_TAKEN = 260  # an analyst took the most urgent waiting case (next case)
 
     # 4xx keys, encryption and backups
     KEY_ROTATED = 401

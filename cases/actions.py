@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
@@ -352,3 +353,34 @@ def set_webhook_active(webhook: Webhook, *, active: bool, acting_user: User, rea
             after={"active": active},
         )
     return locked
+
+
+def take_next_case(*, acting_user: User) -> Case | None:
+    """Assign to ``acting_user`` the most urgent unassigned new case they may work, and start it.
+
+    Most urgent: the earliest SLA due time, then the highest priority, then the oldest. The case
+    is locked as it is chosen and locked cases are skipped, so two analysts asking at once never
+    get the same one and neither waits for the other. None when no case waits.
+    """
+    require(acting_user, Perm.WORK_CASES)
+    with transaction.atomic(durable=True):
+        waiting = Case.objects.restrict(acting_user, Action.WORK).filter(assignee__isnull=True, status=Case.Status.NEW)
+        ordered = waiting.order_by(F("sla_due_at").asc(nulls_last=True), "-priority", "opened_at", "pk")
+        case = ordered.select_for_update(skip_locked=True, of=("self",)).select_related("queue").first()
+        if case is None:
+            return None
+        case.assignee, case.status = acting_user, Case.Status.IN_PROGRESS
+        case.save(update_fields=["assignee", "status"])
+        record(
+            EventType.CASE_TAKEN,
+            actor=actor_of(acting_user),
+            object_type="case",
+            object_id=case.pk,
+            before={"status": Case.Status.NEW.value, "assignee": None},
+            after={"status": case.status, "assignee": acting_user.pk},
+        )
+        outbox.emit(
+            "case.status-changed",
+            {"case": case.reference, "queue": case.queue.slug, "from": Case.Status.NEW.value, "to": case.status},
+        )
+    return case

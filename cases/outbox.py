@@ -9,8 +9,8 @@ a 2xx: at least once, in order. A failed delivery waits 2ⁿ seconds (capped at 
 jitter) before the next attempt. :func:`replay` moves a webhook's cursor back, for a receiver
 that lost what it received.
 
-Event types (the families of seed 000): ``alert.ingested``, ``case.created`` (and, with the
-workspace, ``case.status-changed``).
+Event types (the families of seed 000): ``alert.ingested``, ``case.created`` and
+``case.status-changed`` (an analyst takes a case; the workspace's workflow adds the rest).
 """
 
 from __future__ import annotations

@@ -77,3 +77,15 @@ def case_revoke(request: HttpRequest, pk: int, username: str) -> HttpResponse:
         return _case_page(request, subject, GrantForm(user=request.user), status=400, errors=error.messages)
     messages.success(request, f"{grantee.username} no longer holds a grant on {subject.reference}.")
     return HttpResponseRedirect(reverse("cases:case", args=[subject.pk]))
+
+
+@requires(Perm.WORK_CASES)
+@require_POST
+def next_case(request: HttpRequest) -> HttpResponse:
+    """Take the most urgent waiting case (``cases.actions.take_next_case``) and open it."""
+    taken = actions.take_next_case(acting_user=request.user)  # type: ignore[arg-type]
+    if taken is None:
+        messages.info(request, "No new case is waiting in your queues.")
+        return HttpResponseRedirect(reverse("cases:workspace"))
+    messages.success(request, f"{taken.reference} is yours: it is in progress.")
+    return HttpResponseRedirect(reverse("cases:case", args=[taken.pk]))

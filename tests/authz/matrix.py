@@ -150,6 +150,7 @@ MATRIX: tuple[Entry, ...] = (
     Entry("webhooks:switch", "POST", only(404, ADMIN), lambda w, p, o: {"pk": NOWHERE}),
     # --- the analysts' workspace: object-level access
     Entry("cases:workspace", "GET", only(200, *CASEWORK)),
+    Entry("cases:next_case", "POST", only(302, *CASEWORK)),
     Entry("cases:case", "GET", only(REACHABLE, *CASEWORK), case, CASE_OWNERSHIPS),
     Entry("cases:case_grant", "POST", only(REACHABLE_FORM, *CASEWORK), case, CASE_OWNERSHIPS),
     Entry(
