@@ -20,6 +20,7 @@ class Area(NamedTuple):
 # In the order a person holding several roles lands: the first area they may open is home.
 AREAS = (
     Area("Work", "cases:workspace", Perm.WORK_CASES),
+    Area("Search", "cases:search", Perm.WORK_CASES),
     Area("Dashboard", "reporting:dashboard", Perm.VIEW_DASHBOARD),
     Area("Administration", "accounts:admin_home", Perm.MANAGE_USERS),
     Area("Audit", "audit:home", Perm.VIEW_LEDGER),

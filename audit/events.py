@@ -66,6 +66,7 @@ class EventType(IntEnum):
     WEBHOOK_CHANGED = 252  # made active or inactive
     # the analysts' workspace
     CASE_TAKEN = 260  # an analyst took the most urgent waiting case (next case)
+    CASES_SEARCHED = 261  # who looked for which identifier (by blind index), and how many cases
 
     # 4xx keys, encryption and backups
     KEY_ROTATED = 401

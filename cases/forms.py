@@ -12,6 +12,7 @@ from accounts.models import Team, User
 from accounts.permissions import Perm
 from cases.models import Action, Queue, RoutingRule, Scope
 from cases.outbox import EVENT_TYPES
+from cases.search import Kind as SearchKind
 
 
 class TeamChoiceForm(RestrictedChoicesForm):
@@ -126,3 +127,10 @@ class ReplayForm(forms.Form):
 
 class WebhookActiveForm(forms.Form):
     reason = ReasonField()
+
+
+class SearchForm(forms.Form):
+    kind = forms.ChoiceField(label="Search by", choices=SearchKind.choices)
+    q = forms.CharField(
+        label="Exactly", max_length=200, help_text="Identifiers match whole, ignoring spaces, separators and case."
+    )

@@ -14,8 +14,8 @@ from django.views.decorators.http import require_POST, require_safe
 from accounts.administration import refused
 from accounts.models import User
 from accounts.permissions import Perm
-from cases import actions
-from cases.forms import GrantForm
+from cases import actions, search
+from cases.forms import GrantForm, SearchForm
 from cases.models import Action, Case, CaseUserObjectPermission, get_case_for_user
 from caspix.access import requires
 
@@ -89,3 +89,20 @@ def next_case(request: HttpRequest) -> HttpResponse:
         return HttpResponseRedirect(reverse("cases:workspace"))
     messages.success(request, f"{taken.reference} is yours: it is in progress.")
     return HttpResponseRedirect(reverse("cases:case", args=[taken.pk]))
+
+
+@requires(Perm.WORK_CASES)
+@require_safe
+def case_search(request: HttpRequest) -> HttpResponse:
+    """Cases by reference or by an identifier of their subject, exact (``cases.search``)."""
+    form = SearchForm(request.GET if "q" in request.GET else None)
+    found: list[Case] | None = None
+    total = 0
+    if form.is_bound and form.is_valid():
+        try:
+            found, total = search.search(request.user, search.Kind(form.cleaned_data["kind"]), form.cleaned_data["q"])  # type: ignore[arg-type]
+        except search.SearchError as error:
+            form.add_error("q", str(error))
+    status = 400 if form.errors else 200
+    context = {"form": form, "found": found, "total": total, "limit": search.LIMIT}
+    return render(request, "cases/search.html", context, status=status)

@@ -151,6 +151,7 @@ MATRIX: tuple[Entry, ...] = (
     # --- the analysts' workspace: object-level access
     Entry("cases:workspace", "GET", only(200, *CASEWORK)),
     Entry("cases:next_case", "POST", only(302, *CASEWORK)),
+    Entry("cases:search", "GET", only(200, *CASEWORK)),
     Entry("cases:case", "GET", only(REACHABLE, *CASEWORK), case, CASE_OWNERSHIPS),
     Entry("cases:case_grant", "POST", only(REACHABLE_FORM, *CASEWORK), case, CASE_OWNERSHIPS),
     Entry(
