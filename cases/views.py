@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.core.paginator import Paginator
 from django.forms import Form
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
@@ -17,17 +16,28 @@ from accounts.permissions import Perm
 from cases import actions, search
 from cases.forms import GrantForm, SearchForm
 from cases.models import Action, Case, CaseUserObjectPermission, get_case_for_user
+from cases.queue import QueueFilterForm, queue_page
 from caspix.access import requires
-
-PAGE_SIZE = 50
 
 
 @requires(Perm.WORK_CASES)
 @require_safe
 def workspace(request: HttpRequest) -> HttpResponse:
-    cases = Case.objects.restrict(request.user, Action.VIEW).select_related("queue", "assignee")
-    page = Paginator(cases, PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "cases/workspace.html", {"page": page})
+    """The queue (``cases.queue``): filters, counts by status, most urgent first, keyset pages."""
+    form = QueueFilterForm(request.GET)
+    if not form.is_valid():
+        return render(request, "cases/workspace.html", {"form": form, "page": None}, status=400)
+    page = queue_page(request.user, form.cleaned_data)
+    kept = request.GET.copy()
+    kept.pop("after", None)
+    next_url = None
+    if page.after:
+        kept["after"] = page.after
+        next_url = f"?{kept.urlencode()}"
+        kept.pop("after")
+    counts = [(label, page.counts[value]) for value, label in Case.Status.choices]
+    context = {"form": form, "page": page, "counts": counts, "next_url": next_url, "first_url": f"?{kept.urlencode()}"}
+    return render(request, "cases/workspace.html", context)
 
 
 def _case_page(

@@ -17,7 +17,7 @@ from guardian.shortcuts import assign_perm
 from accounts.models import Team
 from audit.models import PendingEvent
 from cases.models import Action, Case, CaseUserObjectPermission, Queue
-from cases.views import PAGE_SIZE
+from cases.queue import PAGE_SIZE
 from tests.conftest import client_for
 from tests.personas import MISSING_PK, World, build_world
 
@@ -46,10 +46,10 @@ def add_team_cases(world: World, count: int) -> None:
     )
 
 
-def listed(client: Client, page: int = 1) -> list[int]:
-    response = client.get(WORKSPACE, {"page": page})
+def listed(client: Client, query: dict[str, str] | None = None) -> list[int]:
+    response = client.get(WORKSPACE, query or {})
     assert response.status_code == 200
-    return [case.pk for case in response.context["page"].object_list]
+    return [case.pk for case in response.context["page"].cases]
 
 
 def queries_for(client: Client, url: str) -> int:
@@ -96,21 +96,62 @@ def test_it_tells_a_user_with_no_case_so(world: World) -> None:
     assert "There are no cases in your queues." in response.content.decode()
 
 
-def test_it_paginates_the_workspace_at_fifty(world: World) -> None:
+def test_it_pages_the_workspace_by_position_most_urgent_first(world: World) -> None:
     add_team_cases(world, 60)
+    now = timezone.now()
+    Case.objects.filter(title="bulk 20").update(sla_due_at=now + timedelta(hours=1))  # the most urgent
+    Case.objects.filter(title="bulk 21").update(sla_due_at=now + timedelta(hours=1), priority=4)  # more so
     bob = world.users["analyst"]
-    reachable = list(Case.objects.restrict(bob, Action.VIEW).values_list("pk", flat=True))
+    reachable = Case.objects.restrict(bob, Action.VIEW)
     assert PAGE_SIZE == 50
-    assert len(reachable) > PAGE_SIZE
     client = client_for(bob)
-    first, second = listed(client, 1), listed(client, 2)
-    assert len(first) == PAGE_SIZE
-    assert len(second) == len(reachable) - PAGE_SIZE
-    assert first + second == reachable  # most urgent first, nothing twice, nothing left out
-    html = client.get(WORKSPACE, {"page": 2}).content.decode()
-    assert "Page 2 of 2" in html
-    assert 'href="?page=1"' in html
-    assert listed(client, 99) == second  # past the end: the last page
+    first = client.get(WORKSPACE)
+    page = first.context["page"]
+    assert len(page.cases) == PAGE_SIZE
+    assert [case.title for case in page.cases[:2]] == ["bulk 21", "bulk 20"]
+    assert page.total == reachable.count()
+    next_url = first.context["next_url"]
+    assert next_url is not None
+    assert 'rel="next"' in first.content.decode()
+    second = client.get(WORKSPACE + next_url)
+    rest = [case.pk for case in second.context["page"].cases]
+    assert second.context["next_url"] is None
+    shown = [case.pk for case in page.cases] + rest
+    assert sorted(shown) == sorted(reachable.values_list("pk", flat=True))  # nothing twice, nothing left out
+    no_sla = [pk for pk in shown if pk not in {page.cases[0].pk, page.cases[1].pk}]
+    assert no_sla == list(
+        reachable.filter(sla_due_at__isnull=True).order_by("-priority", "pk").values_list("pk", flat=True)
+    )
+    assert "First page" in second.content.decode()
+
+
+def test_it_filters_the_workspace_and_counts_by_status(world: World) -> None:
+    bob = world.users["analyst"]
+    now = timezone.now()
+    mine = world.cases["analyst"]["own"]
+    Case.objects.filter(pk=mine.pk).update(status=Case.Status.IN_PROGRESS, sla_due_at=now - timedelta(hours=1))
+    team = world.cases["analyst"]["team"]
+    Case.objects.filter(pk=team.pk).update(priority=Case.Priority.CRITICAL, title="card-velocity")
+    client = client_for(bob)
+    assert listed(client, {"assignee": "me"}) == [mine.pk]
+    assert listed(client, {"sla": "overdue"}) == [mine.pk]
+    assert listed(client, {"priority": "4"}) == [team.pk]
+    assert listed(client, {"scenario": "CARD-VELOCITY"}) == [team.pk]
+    assert listed(client, {"status": "in_progress"}) == [mine.pk]
+    assert mine.pk not in listed(client, {"assignee": "nobody"})
+    counts = dict(client.get(WORKSPACE, {"status": "in_progress"}).context["counts"])
+    new = Case.objects.restrict(bob, Action.VIEW).filter(status=Case.Status.NEW).count()
+    assert (counts["In progress"], counts["New"]) == (1, new)  # counted whatever the status filter
+
+
+@pytest.mark.parametrize(
+    "query",
+    [{"after": "yesterday~1~5"}, {"after": "2026-02-30T00:00:00+00:00~2~5"}, {"priority": "9"}, {"sla": "soon"}],
+)
+def test_it_refuses_a_filter_or_position_it_cannot_read(world: World, query: dict[str, str]) -> None:
+    response = client_for(world.users["analyst"]).get(WORKSPACE, query)
+    assert response.status_code == 400
+    assert response.context["page"] is None
 
 
 def test_it_lists_the_workspace_in_a_constant_number_of_queries(world: World) -> None:
@@ -119,7 +160,7 @@ def test_it_lists_the_workspace_in_a_constant_number_of_queries(world: World) ->
     few = queries_for(client, WORKSPACE)
     add_team_cases(world, 80)
     many = queries_for(client, WORKSPACE)
-    # session, user, the verified factor, permissions, the paginator's count, the page of cases
+    # session, user, the verified factor, permissions, the counts by status, the page of cases
     # with queue and assignee
     assert few == many == 6
 
