@@ -369,18 +369,52 @@ def take_next_case(*, acting_user: User) -> Case | None:
         case = ordered.select_for_update(skip_locked=True, of=("self",)).select_related("queue").first()
         if case is None:
             return None
-        case.assignee, case.status = acting_user, Case.Status.IN_PROGRESS
-        case.save(update_fields=["assignee", "status"])
-        record(
-            EventType.CASE_TAKEN,
-            actor=actor_of(acting_user),
-            object_type="case",
-            object_id=case.pk,
-            before={"status": Case.Status.NEW.value, "assignee": None},
-            after={"status": case.status, "assignee": acting_user.pk},
+        _take(case, acting_user)
+    return case
+
+
+def take_case(case: Case, *, acting_user: User) -> Case:
+    """Assign one case to ``acting_user`` ("assign to me"): an unassigned case they may work, not
+    closed. A new case is started; a case someone holds is theirs until a lead moves it."""
+    require(acting_user, Perm.WORK_CASES)
+    with transaction.atomic(durable=True):
+        locked = (
+            Case.objects.restrict(acting_user, Action.WORK)
+            .select_for_update(of=("self",))
+            .select_related("queue")
+            .filter(pk=case.pk)
+            .first()
         )
+        if locked is None:
+            raise PermissionDenied("only someone who works the case may take it")
+        if locked.status == Case.Status.CLOSED:
+            raise ValidationError(f"{locked.reference} is closed")
+        if locked.assignee_id == acting_user.pk:
+            return locked
+        if locked.assignee_id is not None:
+            raise ValidationError(f"{locked.reference} is assigned to someone else already")
+        _take(locked, acting_user)
+    return locked
+
+
+def _take(case: Case, user: User) -> None:
+    """Assign a locked, unassigned case to ``user``, starting it if new: ``CASE_TAKEN`` and, when
+    the status changes, ``case.status-changed``."""
+    before = {"status": case.status, "assignee": None}
+    case.assignee = user
+    if case.status == Case.Status.NEW:
+        case.status = Case.Status.IN_PROGRESS
+    case.save(update_fields=["assignee", "status"])
+    record(
+        EventType.CASE_TAKEN,
+        actor=actor_of(user),
+        object_type="case",
+        object_id=case.pk,
+        before=before,
+        after={"status": case.status, "assignee": user.pk},
+    )
+    if case.status != before["status"]:
         outbox.emit(
             "case.status-changed",
-            {"case": case.reference, "queue": case.queue.slug, "from": Case.Status.NEW.value, "to": case.status},
+            {"case": case.reference, "queue": case.queue.slug, "from": before["status"], "to": case.status},
         )
-    return case

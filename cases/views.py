@@ -116,3 +116,16 @@ def case_search(request: HttpRequest) -> HttpResponse:
     status = 400 if form.errors else 200
     context = {"form": form, "found": found, "total": total, "limit": search.LIMIT}
     return render(request, "cases/search.html", context, status=status)
+
+
+@requires(Perm.WORK_CASES)
+@require_POST
+def take_case(request: HttpRequest, pk: int) -> HttpResponse:
+    """Assign this case to oneself (``cases.actions.take_case``)."""
+    subject = get_case_for_user(request.user, pk, Action.WORK)
+    try:
+        actions.take_case(subject, acting_user=request.user)  # type: ignore[arg-type]
+    except ValidationError as error:
+        return _case_page(request, subject, GrantForm(user=request.user), status=400, errors=error.messages)
+    messages.success(request, f"{subject.reference} is assigned to you.")
+    return HttpResponseRedirect(reverse("cases:case", args=[subject.pk]))

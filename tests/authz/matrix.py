@@ -66,6 +66,7 @@ def case(world: World, persona: str, ownership: str) -> dict[str, object]:
 # A case worker reaches own and team cases; another team's, and a missing one, answer 404 alike.
 REACHABLE = {"own": 200, "team": 200, "other team": 404, "none": 404}
 REACHABLE_FORM = {"own": 400, "team": 400, "other team": 404, "none": 404}
+REACHABLE_ACTION = {"own": 302, "team": 302, "other team": 404, "none": 404}
 
 ADMIN = "admin"
 
@@ -154,6 +155,7 @@ MATRIX: tuple[Entry, ...] = (
     Entry("cases:search", "GET", only(200, *CASEWORK)),
     Entry("cases:case", "GET", only(REACHABLE, *CASEWORK), case, CASE_OWNERSHIPS),
     Entry("cases:case_grant", "POST", only(REACHABLE_FORM, *CASEWORK), case, CASE_OWNERSHIPS),
+    Entry("cases:case_take", "POST", only(REACHABLE_ACTION, *CASEWORK), case, CASE_OWNERSHIPS),
     Entry(
         "cases:case_revoke",
         "POST",

@@ -110,3 +110,37 @@ def test_two_analysts_asking_at_once_never_get_the_same_case(db: None) -> None:
     assert sorted(taken) == sorted(case.pk for case in cases)  # each case once, none left waiting
     assert results.count(None) == 2
     assert Case.objects.filter(pk__in=taken, status=Case.Status.IN_PROGRESS, assignee__isnull=False).count() == 6
+
+
+def test_it_assigns_one_case_to_whoever_asks_and_may_work_it(world: World) -> None:
+    analyst, lead = world.users["analyst"], world.users["lead"]
+    case = waiting(world, "cards", due_in_hours=4)
+    browser = client_for(analyst)
+    assert b"Assign to me" in browser.get(reverse("cases:case", args=[case.pk])).content
+    assert browser.post(reverse("cases:case_take", args=[case.pk])).status_code == 302
+    case.refresh_from_db()
+    assert (case.assignee, case.status) == (analyst, Case.Status.IN_PROGRESS)
+    assert events()[-1]["name"] == "CASE_TAKEN"
+    assert b"Assign to me" not in browser.get(reverse("cases:case", args=[case.pk])).content
+    taken_twice = client_for(lead).post(reverse("cases:case_take", args=[case.pk]))
+    assert taken_twice.status_code == 400
+    assert b"assigned to someone else already" in taken_twice.content
+    case.refresh_from_db()
+    assert case.assignee == analyst
+
+
+def test_it_takes_a_started_case_without_restarting_it_and_never_a_closed_one(world: World) -> None:
+    from django.core.exceptions import ValidationError
+
+    from cases.actions import take_case
+
+    started = waiting(world, "cards", due_in_hours=4)
+    Case.objects.filter(pk=started.pk).update(status=Case.Status.IN_PROGRESS)
+    before = OutboxEvent.objects.count()
+    take_case(started, acting_user=world.users["analyst"])
+    assert events()[-1]["before"] == {"status": "in_progress", "assignee": None}
+    assert OutboxEvent.objects.count() == before  # no status change, no event
+    closed = waiting(world, "cards", due_in_hours=4)
+    Case.objects.filter(pk=closed.pk).update(status=Case.Status.CLOSED)
+    with pytest.raises(ValidationError, match="closed"):
+        take_case(closed, acting_user=world.users["analyst"])
