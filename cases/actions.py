@@ -10,7 +10,6 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
@@ -34,6 +33,7 @@ from cases.models import (
     new_secret,
 )
 from cases.outbox import EVENT_TYPES
+from cases.queue import by_urgency
 
 
 def create_queue(*, slug: str, name: str, team: Team, description: str = "", acting_user: User) -> Queue:
@@ -358,15 +358,15 @@ def set_webhook_active(webhook: Webhook, *, active: bool, acting_user: User, rea
 def take_next_case(*, acting_user: User) -> Case | None:
     """Assign to ``acting_user`` the most urgent unassigned new case they may work, and start it.
 
-    Most urgent: the earliest SLA due time, then the highest priority, then the oldest. The case
-    is locked as it is chosen and locked cases are skipped, so two analysts asking at once never
-    get the same one and neither waits for the other. None when no case waits.
+    Most urgent: the queue's order (``cases.queue.by_urgency``): the earliest SLA due time, then
+    the highest priority, then the oldest. The case is locked as it is chosen and locked cases
+    are skipped, so two analysts asking at once never get the same one and neither waits for the
+    other. None when no case waits.
     """
     require(acting_user, Perm.WORK_CASES)
     with transaction.atomic(durable=True):
         waiting = Case.objects.restrict(acting_user, Action.WORK).filter(assignee__isnull=True, status=Case.Status.NEW)
-        ordered = waiting.order_by(F("sla_due_at").asc(nulls_last=True), "-priority", "opened_at", "pk")
-        case = ordered.select_for_update(skip_locked=True, of=("self",)).select_related("queue").first()
+        case = by_urgency(waiting).select_for_update(skip_locked=True, of=("self",)).select_related("queue").first()
         if case is None:
             return None
         _take(case, acting_user)

@@ -74,14 +74,21 @@ def queue_page(user: Any, filters: dict[str, Any], *, now: datetime.datetime | N
     if filters.get("status"):
         cases = cases.filter(status=filters["status"])
         total = by_status[filters["status"]]
-    ordered = cases.annotate(due=Coalesce("sla_due_at", Value(NO_DUE, output_field=DateTimeField())))
+    ordered = by_urgency(cases)
     if filters.get("after"):
         ordered = ordered.filter(_after(filters["after"]))
-    rows = list(ordered.select_related("queue", "assignee").order_by("due", "-priority", "pk")[: PAGE_SIZE + 1])
+    rows = list(ordered.select_related("queue", "assignee")[: PAGE_SIZE + 1])
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     after = _position(rows[-1]) if more else None
     return Page(rows, by_status, total, after)
+
+
+def by_urgency(cases: CaseQuerySet) -> CaseQuerySet:
+    """``cases`` most urgent first (the queue's order, and the order *Take the next case* takes
+    from), each annotated with ``due``: its SLA due time, or ``NO_DUE``."""
+    due = Coalesce("sla_due_at", Value(NO_DUE, output_field=DateTimeField()))
+    return cases.annotate(due=due).order_by("due", "-priority", "pk")
 
 
 def _filtered(cases: CaseQuerySet, user: Any, filters: dict[str, Any], now: datetime.datetime) -> CaseQuerySet:

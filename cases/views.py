@@ -28,15 +28,18 @@ def workspace(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return render(request, "cases/workspace.html", {"form": form, "page": None}, status=400)
     page = queue_page(request.user, form.cleaned_data)
-    kept = request.GET.copy()
-    kept.pop("after", None)
-    next_url = None
-    if page.after:
-        kept["after"] = page.after
-        next_url = f"?{kept.urlencode()}"
-        kept.pop("after")
+    first = request.GET.copy()  # the same filters, from the top
+    first.pop("after", None)
+    following = first.copy()
+    following["after"] = page.after or ""
     counts = [(label, page.counts[value]) for value, label in Case.Status.choices]
-    context = {"form": form, "page": page, "counts": counts, "next_url": next_url, "first_url": f"?{kept.urlencode()}"}
+    context = {
+        "form": form,
+        "page": page,
+        "counts": counts,
+        "first_url": f"?{first.urlencode()}",
+        "next_url": f"?{following.urlencode()}" if page.after else None,
+    }
     return render(request, "cases/workspace.html", context)
 
 
