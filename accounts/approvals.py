@@ -47,6 +47,12 @@ class Kind:
     execute: Callable[[ApprovalRequest, User], None]
     # The users whose access the change touches: they may not approve it either.
     subjects: Callable[[Mapping[str, Any]], set[int]] = lambda payload: set()
+    # Whether this approver may decide this request, beyond holding the permission (a lead
+    # decides the closures of the cases they may work, not of every team's).
+    may_decide: Callable[[Mapping[str, Any], User], bool] = lambda payload, approver: True
+    # Run in the transaction that rejects the request or marks it expired (the decider, or None
+    # for expiry): puts the change's object back as it was (a case pending approval, say).
+    declined: Callable[[ApprovalRequest, User | None], None] | None = None
 
 
 KINDS: dict[str, Kind] = {}
@@ -72,30 +78,40 @@ def request_change(
     kind: str, payload: Mapping[str, Any], *, acting_user: User, reason: str, ttl: timedelta = DEFAULT_TTL
 ) -> ApprovalRequest:
     """Ask for a change that another person must approve."""
+    with transaction.atomic(durable=True):
+        return file_request(kind, payload, acting_user=acting_user, reason=reason, ttl=ttl)
+
+
+def file_request(
+    kind: str, payload: Mapping[str, Any], *, acting_user: User, reason: str, ttl: timedelta = DEFAULT_TTL
+) -> ApprovalRequest:
+    """:func:`request_change` inside the caller's transaction, for an action that changes its own
+    object with the request (a case becomes pending approval) and so must commit both or neither."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("file_request() runs inside the action's transaction (transaction.atomic)")
     definition = _kind(kind)
     require(acting_user, definition.maker_permission)
     if not reason.strip():
         raise ValidationError("a request for approval states its reason")
     definition.validate(payload, acting_user)
     now = timezone.now()
-    with transaction.atomic(durable=True):
-        request = ApprovalRequest.objects.create(
-            kind=kind,
-            payload=dict(payload),
-            payload_hash=payload_hash(kind, payload),
-            maker=acting_user,
-            reason=reason,
-            created_at=now,
-            expires_at=now + ttl,
-        )
-        record(
-            EventType.APPROVAL_REQUESTED,
-            actor=actor_of(acting_user),
-            object_type="approval",
-            object_id=request.pk,
-            reason=kind,
-            after={"payload": dict(payload), "hash": request.payload_hash, "expires": request.expires_at.isoformat()},
-        )
+    request = ApprovalRequest.objects.create(
+        kind=kind,
+        payload=dict(payload),
+        payload_hash=payload_hash(kind, payload),
+        maker=acting_user,
+        reason=reason,
+        created_at=now,
+        expires_at=now + ttl,
+    )
+    record(
+        EventType.APPROVAL_REQUESTED,
+        actor=actor_of(acting_user),
+        object_type="approval",
+        object_id=request.pk,
+        reason=kind,
+        after={"payload": dict(payload), "hash": request.payload_hash, "expires": request.expires_at.isoformat()},
+    )
     return request
 
 
@@ -157,7 +173,7 @@ def _refusal(request: ApprovalRequest, approver: User, seen_hash: str) -> str | 
     kind = _kind(request.kind)
     if approver.pk in kind.subjects(request.payload):
         return "about you"
-    if not approver.has_perm(kind.approver_permission):
+    if not (approver.has_perm(kind.approver_permission) and kind.may_decide(request.payload, approver)):
         return "not allowed"
     if request.expires_at <= timezone.now():
         return "expired"
@@ -214,6 +230,10 @@ def _decide(request: ApprovalRequest, status: str, decider: User | None, reason:
         reason=request.kind,
         after={"maker": request.maker_id, "hash": request.payload_hash, "decision": reason},
     )
+    if status != ApprovalRequest.Status.APPROVED:
+        declined = _kind(request.kind).declined
+        if declined is not None:
+            declined(request, decider)
 
 
 # --- privileged role changes ---------------------------------------------------------------------

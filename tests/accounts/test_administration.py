@@ -157,7 +157,7 @@ def test_it_gives_the_maker_no_decision_form(admin: User, analyst: User) -> None
     page = client_for(admin).get(approval_url(request))
     assert page.status_code == 200
     html = page.content.decode()
-    assert "You asked for this change: another authorised person must decide it." in html
+    assert "You asked for this: another authorised person must decide it." in html
     assert "Record the decision" not in html
     assert 'name="decision"' not in html
 
