@@ -67,6 +67,22 @@ class EventType(IntEnum):
     # the analysts' workspace
     CASE_TAKEN = 260  # an analyst took the most urgent waiting case (next case)
     CASES_SEARCHED = 261  # who looked for which identifier (by blind index), and how many cases
+    CASE_STATUS_CHANGED = 262  # escalated, returned, sent to reporting, withdrawn from it
+    CASE_CLOSURE_PROPOSED = 263  # waiting for a second person's approval
+    CASE_CLOSED = 264
+    CASE_CLOSURE_DECLINED = 265  # the proposal was rejected or expired: the case is back where it was
+    CASE_REOPEN_REQUESTED = 266
+    CASE_REOPENED = 267
+    CASE_REOPEN_DECLINED = 268
+    NOTE_ADDED = 270
+    NOTE_REVISED = 271  # a new version of a note; the earlier ones stay
+    EVIDENCE_ADDED = 272
+    EVIDENCE_DOWNLOADED = 273
+    CASES_LINKED = 274
+    CASES_UNLINKED = 275
+    CASE_ASSIGNED = 276  # by someone else than the assignee (a lead's bulk action)
+    CASE_REROUTED = 277  # moved to another queue
+    CASE_PRIORITY_CHANGED = 278
 
     # 4xx keys, encryption and backups
     KEY_ROTATED = 401

@@ -10,6 +10,7 @@ Django's superuser flag adds nothing.
 from __future__ import annotations
 
 import base64
+import datetime
 import secrets
 import uuid
 from decimal import Decimal
@@ -26,7 +27,14 @@ from guardian.shortcuts import get_objects_for_user
 
 from accounts.models import REVIEWERS, Team
 from accounts.permissions import Perm
-from caspix.crypto.fields import BlindIndexField, EncryptedDateField, EncryptedTextField, ProtectedModel
+from caspix.crypto.fields import (
+    BlindIndexField,
+    EncryptedBinaryField,
+    EncryptedDateField,
+    EncryptedTextField,
+    ProtectedModel,
+)
+from caspix.expressions import AnyOf
 from caspix.gates import GatedQuerySet
 
 if TYPE_CHECKING:
@@ -49,26 +57,10 @@ GRANTS_FOR: dict[Action, tuple[str, ...]] = {
 }
 
 
-class AnyOf(models.Func):
-    """``column = ANY(ARRAY(subquery))``: the subquery runs once, and each branch of an OR of
-    these probes its own index (PostgreSQL ORs them as bitmaps). ``column IN (subquery)`` would
-    become a join, and an OR of joins scans the whole table. Plain ``IN`` elsewhere (SQLite)."""
-
-    output_field = models.BooleanField()
-
-    def __init__(self, column: str, subquery: models.QuerySet[Any]) -> None:
-        super().__init__(models.F(column), models.Subquery(subquery))
-
-    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:  # type: ignore[override]
-        column, subquery = self.get_source_expressions()
-        column_sql, column_params = compiler.compile(column)
-        subquery_sql, subquery_params = compiler.compile(subquery)
-        template = "%s = ANY(ARRAY%s)" if connection.vendor == "postgresql" else "%s IN %s"
-        return template % (column_sql, subquery_sql), [*column_params, *subquery_params]
-
-
 class QueueQuerySet(GatedQuerySet["Queue"]):
-    gates = {"view": (Perm.MANAGE_TEAMS,), "manage": (Perm.MANAGE_TEAMS,)}
+    # "route": the queues a case worker may send a case to (names only; the cases stay behind
+    # their own door).
+    gates = {"view": (Perm.MANAGE_TEAMS,), "manage": (Perm.MANAGE_TEAMS,), "route": (Perm.WORK_CASES,)}
 
 
 class Queue(models.Model):
@@ -90,34 +82,87 @@ class Queue(models.Model):
 
 
 class CaseQuerySet(models.QuerySet["Case"]):
+    # (user id, action) of the door this queryset came through: the cases it loads remember it
+    # (see :func:`reached`), so that the rows of one of them need not pass the door again.
+    _door: tuple[int, Action] | None = None
+
     def restrict(self, user: User | Any, action: Action | str) -> CaseQuerySet:
         """The cases ``user`` may reach for ``action``; none for anyone who does not work cases."""
         action = Action(action)
         if not (user.is_authenticated and user.is_active and user.has_perm(Perm.WORK_CASES)):
             return self.none()
-        team_queues = Queue.objects.filter(team__memberships__user=user).order_by().values("pk")
-        granted = (
-            get_objects_for_user(
-                user,
-                list(GRANTS_FOR[action]),
-                Case,
-                use_groups=False,
-                any_perm=True,
-                with_superuser=False,
-                accept_global_perms=False,
-            )
-            .order_by()
-            .values("pk")
+        through = self.filter(_door(user, action))
+        through._door = (user.pk, action)
+        return through
+
+    def _clone(self) -> CaseQuerySet:
+        clone = super()._clone()  # type: ignore[misc]
+        clone._door = self._door
+        return clone  # type: ignore[no-any-return]
+
+    def _fetch_all(self) -> None:
+        super()._fetch_all()
+        if self._door is not None and self._result_cache:
+            for row in self._result_cache:
+                if isinstance(row, Case):
+                    row.__dict__["_reached"] = self._door
+
+
+def reached(case: Case, user: User | Any, action: Action | str) -> bool:
+    """Whether this case object was loaded through ``restrict(user, action)`` (or through the
+    door for work, which includes viewing): its rows are then reached by its id alone."""
+    mark = case.__dict__.get("_reached")
+    return mark is not None and mark[0] == user.pk and mark[1] in (Action(action), Action.WORK)
+
+
+def _door(user: User | Any, action: Action) -> Q:
+    """The condition of :meth:`CaseQuerySet.restrict`, built once per user object and action.
+
+    It holds subqueries, not their rows: teams and grants are read by every query that uses it,
+    so a change of membership or grant counts at the next query all the same. Building it (guardian
+    resolves the permissions' content type) costs about a millisecond of Python, and a page asks
+    the door six to eight times.
+    """
+    built: dict[Action, Q] = user.__dict__.setdefault("_case_door", {})
+    door = built.get(action)
+    if door is None:
+        door = built[action] = _build_door(user, action)
+    return door
+
+
+def _build_door(user: User | Any, action: Action) -> Q:
+    team_queues = Queue.objects.filter(team__memberships__user=user).order_by().values("pk")
+    granted = (
+        get_objects_for_user(
+            user,
+            list(GRANTS_FOR[action]),
+            Case,
+            use_groups=False,
+            any_perm=True,
+            with_superuser=False,
+            accept_global_perms=False,
         )
-        return self.filter(AnyOf("queue_id", team_queues) | Q(assignee=user) | AnyOf("pk", granted))
+        .order_by()
+        .values("pk")
+    )
+    return Q(AnyOf("queue_id", team_queues)) | Q(assignee=user) | Q(AnyOf("pk", granted))
 
 
 class Case(models.Model):
     class Status(models.TextChoices):
         NEW = "new", "New"
         IN_PROGRESS = "in_progress", "In progress"
+        ESCALATED = "escalated", "Escalated"
+        STR = "str", "Reporting (STR)"
         PENDING_APPROVAL = "pending_approval", "Pending approval"
         CLOSED = "closed", "Closed"
+
+    class ClosureReason(models.TextChoices):
+        FALSE_POSITIVE = "false_positive", "False positive"
+        CONFIRMED_FRAUD = "confirmed_fraud", "Confirmed fraud"
+        CONFIRMED_GENUINE = "confirmed_genuine", "Confirmed genuine by the customer"
+        REFERRED = "referred", "Referred elsewhere"
+        DUPLICATE = "duplicate", "Duplicate of another case"
 
     class Priority(models.IntegerChoices):
         LOW = 1, "Low"
@@ -135,6 +180,8 @@ class Case(models.Model):
     opened_at = models.DateTimeField(default=timezone.now)
     party = models.ForeignKey("Party", on_delete=models.PROTECT, null=True, blank=True, related_name="cases")
     sla_due_at = models.DateTimeField(null=True, blank=True)
+    closure_reason = models.CharField(max_length=20, choices=ClosureReason.choices, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
 
     objects = CaseQuerySet.as_manager()
 
@@ -153,6 +200,30 @@ class Case(models.Model):
     @property
     def reference(self) -> str:
         return reference_of(self.pk)
+
+    SLA_SOON = datetime.timedelta(hours=24)
+
+    @property
+    def sla(self) -> tuple[str, str]:
+        """The SLA state (``overdue``, ``soon``: due within 24 hours, ``later``, ``none``, ``done``)
+        and how it reads."""
+        if self.status == Case.Status.CLOSED:
+            return "done", "closed"
+        if self.sla_due_at is None:
+            return "none", "no SLA"
+        left = self.sla_due_at - timezone.now()
+        if left <= datetime.timedelta(0):
+            return "overdue", f"overdue by {_span(-left)}"
+        return ("soon" if left <= self.SLA_SOON else "later"), f"due in {_span(left)}"
+
+
+def _span(delta: datetime.timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h {minutes % 60:02d} min"
+    return f"{minutes // (24 * 60)} days"
 
 
 def reference_of(pk: int) -> str:
@@ -174,6 +245,27 @@ class GrantManager(UserObjectPermissionManager.from_queryset(GrantQuerySet)):  #
     """guardian's manager (assign_perm and remove_perm use it), with the door added."""
 
 
+class ThroughCaseQuerySet(models.QuerySet[Any]):
+    """Rows that belong to a case (its notes, evidence, transactions): open exactly as far as
+    their case is, through the case's own door."""
+
+    case_path: ClassVar[str] = "case"
+
+    def restrict(self, user: User | Any, action: Action | str) -> Any:
+        return self.filter(**{f"{self.case_path}__in": Case.objects.restrict(user, action)})
+
+    def of(self, case: Case, user: User | Any, action: Action | str) -> Any:
+        """The rows of one case ``user`` may reach for ``action``: by the case's id when the case
+        object came through the door for them already (:func:`reached`), else through it."""
+        if reached(case, user, action):
+            return self.filter(**{self.case_path: case.pk})
+        return self.restrict(user, action).filter(**{self.case_path: case})
+
+
+class TransactionQuerySet(ThroughCaseQuerySet):
+    case_path = "alert__case"
+
+
 class CaseUserObjectPermission(UserObjectPermissionBase):
     """An explicit grant of one case to one user (guardian, direct foreign key: no generic rows
     to orphan, and a join instead of a text comparison)."""
@@ -184,6 +276,114 @@ class CaseUserObjectPermission(UserObjectPermissionBase):
 
     class Meta(UserObjectPermissionBase.Meta):
         verbose_name = "case grant"
+
+
+class CaseApproval(models.Model):
+    """Which case a four-eyes request (``accounts.approvals``) is about: a closure or a reopening.
+
+    The approvals themselves live in ``accounts``, which knows nothing of cases; this link lets
+    the workspace list the requests of the cases a lead may work, and the case page show its own.
+    """
+
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="approvals")
+    request = models.OneToOneField("accounts.ApprovalRequest", on_delete=models.PROTECT, related_name="case_link")
+
+    def __str__(self) -> str:
+        return f"{self.request_id} on case {self.case_id}"
+
+
+class Note(models.Model):
+    """A note on a case, append-only: an edit is a new version of the same ``thread``, and no
+    version is ever changed or removed (the database refuses it on PostgreSQL and SQLite).
+
+    The text is encrypted: analysts write customers' details in it. The ledger records each
+    version's id and SHA-256, never its text.
+    """
+
+    MAX_LENGTH = 20_000
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="notes")
+    thread = models.UUIDField(default=uuid.uuid4, editable=False)
+    version = models.PositiveSmallIntegerField(default=1)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    body = EncryptedTextField(max_length=MAX_LENGTH)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = ThroughCaseQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["thread", "version"], name="note_version_once")]
+        indexes = [models.Index(fields=["case", "created_at"], name="note_by_case")]
+
+    def __str__(self) -> str:
+        return f"note {self.pk}"
+
+
+class Evidence(models.Model):
+    """A file attached to a case: its name, the type its content was sniffed as, its size and
+    SHA-256 (of the plaintext, shown to analysts and put in evidence packs). The bytes live in
+    :class:`EvidenceContent`, encrypted, so that listing evidence never loads them. Append-only.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="evidence")
+    filename = models.CharField(max_length=200)
+    content_type = models.CharField(max_length=100)
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    description = models.CharField(max_length=500, blank=True)
+    added_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    added_at = models.DateTimeField(default=timezone.now)
+
+    objects = ThroughCaseQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["added_at", "id"]
+        verbose_name_plural = "evidence"
+        indexes = [models.Index(fields=["case", "added_at"], name="evidence_by_case")]
+
+    def __str__(self) -> str:
+        return f"evidence {self.pk}"
+
+
+class EvidenceContent(models.Model):
+    """The encrypted bytes of one piece of evidence (AES-256-GCM, bound to its row)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    evidence = models.OneToOneField(Evidence, on_delete=models.PROTECT, related_name="content")
+    data = EncryptedBinaryField()
+
+    def __str__(self) -> str:
+        return f"content of {self.evidence_id}"
+
+
+class CaseLink(models.Model):
+    """Two related cases, linked by an analyst with a reason; stored once, lower id first."""
+
+    class Reason(models.TextChoices):
+        SAME_SUBJECT = "same_subject", "Same subject"
+        SHARED_ACCOUNT = "shared_account", "Shared account or counterparty"
+        SAME_SCHEME = "same_scheme", "Same fraud scheme"
+        DUPLICATE = "duplicate", "Duplicate"
+        OTHER = "other", "Other"
+
+    first = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="+")
+    second = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="+")
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    linked_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    linked_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["first", "second"], name="case_link_once"),
+            models.CheckConstraint(condition=Q(first__lt=F("second")), name="case_link_ordered"),
+        ]
+        indexes = [models.Index(fields=["second"], name="case_link_by_second")]
+
+    def __str__(self) -> str:
+        return f"link {self.first_id} and {self.second_id}"
 
 
 def get_case_for_user(user: User | Any, pk: int | str, action: Action | str = Action.VIEW) -> Case:
@@ -338,6 +538,12 @@ class AlertQuerySet(models.QuerySet["Alert"]):
             )
         return self.filter(case__in=Case.objects.restrict(principal, action))
 
+    def of(self, case: Case, user: User | Any, action: Action | str) -> AlertQuerySet:
+        """The alerts of one case ``user`` may reach (see :meth:`ThroughCaseQuerySet.of`)."""
+        if reached(case, user, action):
+            return self.filter(case_id=case.pk)
+        return self.restrict(user, str(action)).filter(case=case)
+
 
 class Alert(ProtectedModel):
     """One alert from an upstream system, kept once however often it is delivered."""
@@ -401,6 +607,8 @@ class Transaction(ProtectedModel):
     card_token = EncryptedTextField(blank=True)
     card_token_index = BlindIndexField(kind="card_token", source="card_token")
     card_last_four = models.CharField(max_length=4, blank=True)
+
+    objects = TransactionQuerySet.as_manager()
 
     class Meta:
         ordering = ["occurred_at"]

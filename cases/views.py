@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.forms import Form
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
-from accounts.administration import refused
 from accounts.models import User
 from accounts.permissions import Perm
-from cases import actions, search
-from cases.forms import GrantForm, SearchForm
-from cases.models import Action, Case, CaseUserObjectPermission, get_case_for_user
+from cases import actions, bulk_actions, case_views, search
+from cases.forms import BulkForm, SearchForm
+from cases.models import Action, Case, get_case_for_user
 from cases.queue import QueueFilterForm, queue_page
 from caspix.access import requires
 
@@ -33,7 +31,12 @@ def workspace(request: HttpRequest) -> HttpResponse:
     following = first.copy()
     following["after"] = page.after or ""
     counts = [(label, page.counts[value]) for value, label in Case.Status.choices]
+    bulk_form = BulkForm(user=request.user)
     context = {
+        "bulk_form": bulk_form,
+        "bulk_assignees": bulk_form.fields["assignee"].queryset.only("username"),  # type: ignore[attr-defined]
+        "bulk_queues": bulk_form.fields["queue"].queryset.only("slug", "name"),  # type: ignore[attr-defined]
+        "bulk_priorities": Case.Priority.choices,
         "form": form,
         "page": page,
         "counts": counts,
@@ -41,55 +44,6 @@ def workspace(request: HttpRequest) -> HttpResponse:
         "next_url": f"?{following.urlencode()}" if page.after else None,
     }
     return render(request, "cases/workspace.html", context)
-
-
-def _case_page(
-    request: HttpRequest, case: Case, form: Form, status: int = 200, errors: list[str] | None = None
-) -> HttpResponse:
-    grants = (
-        CaseUserObjectPermission.objects.restrict(request.user, Action.VIEW)
-        .filter(content_object=case)
-        .select_related("user", "permission")
-    )
-    workable = Case.objects.restrict(request.user, Action.WORK).filter(pk=case.pk).exists()
-    context = {"case": case, "grants": grants, "form": form, "workable": workable, "errors": errors or []}
-    return render(request, "cases/case.html", context, status=status)
-
-
-@requires(Perm.WORK_CASES)
-@require_safe
-def case(request: HttpRequest, pk: int) -> HttpResponse:
-    return _case_page(request, get_case_for_user(request.user, pk, Action.VIEW), GrantForm(user=request.user))
-
-
-@requires(Perm.WORK_CASES)
-@require_POST
-def case_grant(request: HttpRequest, pk: int) -> HttpResponse:
-    subject = get_case_for_user(request.user, pk, Action.WORK)
-    form = GrantForm(request.POST, user=request.user)
-    if form.is_valid():
-        data = form.cleaned_data
-        try:
-            actions.grant_case(subject, data["user"], data["access"], acting_user=request.user, reason=data["reason"])  # type: ignore[arg-type]
-        except ValidationError as error:
-            refused(form, error)
-        else:
-            messages.success(request, f"{subject.reference} is open to {data['user'].username}.")
-            return HttpResponseRedirect(reverse("cases:case", args=[subject.pk]))
-    return _case_page(request, subject, form, status=400)
-
-
-@requires(Perm.WORK_CASES)
-@require_POST
-def case_revoke(request: HttpRequest, pk: int, username: str) -> HttpResponse:
-    subject = get_case_for_user(request.user, pk, Action.WORK)
-    grantee = get_object_or_404(User.objects.restrict(request.user, "colleague"), username=username)
-    try:
-        actions.revoke_case(subject, grantee, acting_user=request.user, reason="withdrawn from the case page")  # type: ignore[arg-type]
-    except ValidationError as error:
-        return _case_page(request, subject, GrantForm(user=request.user), status=400, errors=error.messages)
-    messages.success(request, f"{grantee.username} no longer holds a grant on {subject.reference}.")
-    return HttpResponseRedirect(reverse("cases:case", args=[subject.pk]))
 
 
 @requires(Perm.WORK_CASES)
@@ -129,6 +83,31 @@ def take_case(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         actions.take_case(subject, acting_user=request.user)  # type: ignore[arg-type]
     except ValidationError as error:
-        return _case_page(request, subject, GrantForm(user=request.user), status=400, errors=error.messages)
+        return case_views.page_with_errors(request, subject.pk, error.messages)
     messages.success(request, f"{subject.reference} is assigned to you.")
     return HttpResponseRedirect(reverse("cases:case", args=[subject.pk]))
+
+
+@requires(Perm.WORK_CASES)
+@require_POST
+def bulk(request: HttpRequest) -> HttpResponse:
+    """Assign, re-route or change the priority of the ticked cases, each checked on its own."""
+    form = BulkForm(request.POST, user=request.user)
+    summary = None
+    if form.is_valid():
+        data = form.cleaned_data
+        user: User = request.user  # type: ignore[assignment]
+        try:
+            if data["action"] == "assign":
+                summary = bulk_actions.assign(data["case"], data["assignee"], acting_user=user, reason=data["reason"])
+            elif data["action"] == "reroute":
+                summary = bulk_actions.reroute(data["case"], data["queue"], acting_user=user, reason=data["reason"])
+            else:
+                summary = bulk_actions.set_priority(
+                    data["case"], data["priority"], acting_user=user, reason=data["reason"]
+                )
+        except ValidationError as error:
+            form.add_error(None, error)
+    status = 200 if summary is not None else 400
+    context = {"form": form, "summary": summary, "action": dict(BulkForm.ACTIONS).get(form.data.get("action", ""), "")}
+    return render(request, "cases/bulk.html", context, status=status)

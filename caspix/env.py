@@ -11,6 +11,7 @@ expected, so a misconfigured process stops at start-up instead of running half-c
 from __future__ import annotations
 
 import builtins
+import decimal
 import ipaddress
 import os
 from collections.abc import Mapping
@@ -89,6 +90,27 @@ class Env:
         if value is None:
             return list(default)
         return [item.strip() for item in value.split(",") if item.strip()]
+
+    def amounts(self, name: builtins.str, default: builtins.str) -> builtins.dict[builtins.str, decimal.Decimal]:
+        """Amounts by currency, comma-separated: ``EUR 10000, USD 10000`` (ISO 4217 codes)."""
+        value = self._raw(name) or default
+        amounts: builtins.dict[builtins.str, decimal.Decimal] = {}
+        for item in value.split(","):
+            parts = item.split()
+            if not item.strip():
+                continue
+            if len(parts) != 2 or not (len(parts[0]) == 3 and parts[0].isalpha() and parts[0].isupper()):
+                raise ConfigError(f"{name} holds {item.strip()!r}: expected a currency code and an amount, EUR 10000")
+            try:
+                amount = decimal.Decimal(parts[1])
+            except decimal.InvalidOperation:
+                raise ConfigError(f"{name} holds {item.strip()!r}, whose amount is not a number") from None
+            if not amount.is_finite() or amount < 0:
+                raise ConfigError(f"{name} holds {item.strip()!r}: an amount is zero or more")
+            if parts[0] in amounts:
+                raise ConfigError(f"{name} names {parts[0]} twice")
+            amounts[parts[0]] = amount
+        return amounts
 
     def networks(
         self, name: builtins.str, default: tuple[builtins.str, ...] = ()

@@ -559,6 +559,21 @@ INTAKE: dict[str, Any] = {
     },
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = INTAKE["MAX_BODY_BYTES"]
+
+# --- The analysts' workspace (docs/WORKFLOW.md) -------------------------------------------------
+
+CASES: dict[str, Any] = {
+    # Closing a case whose transactions reach this amount, in any currency, needs a second
+    # person's approval (as closing it as confirmed fraud always does). A currency not listed
+    # has no threshold to compare with: its cases always need the approval.
+    "CLOSURE_APPROVAL_AT": env.amounts("CASPIX_CLOSURE_APPROVAL_AT", "EUR 10000, USD 10000, GBP 10000, CHF 10000"),
+    # How long a proposed closure or reopening waits for its approval.
+    "APPROVAL_HOURS": env.int("CASPIX_CASE_APPROVAL_HOURS", 72, minimum=1, maximum=24 * 30),
+    # Evidence files: largest size, in bytes.
+    "EVIDENCE_MAX_BYTES": env.int(
+        "CASPIX_EVIDENCE_MAX_BYTES", 20 * 1024 * 1024, minimum=1024, maximum=100 * 1024 * 1024
+    ),
+}
 # After a transaction writes the outbox, relay it in a Celery task, or in the committing process
 # (the tests: deterministic, no broker in between).
 OUTBOX_RELAY = env.str("CASPIX_OUTBOX_RELAY", "inline" if TESTING else "task", choices=("task", "inline"))

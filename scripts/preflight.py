@@ -7,6 +7,7 @@ named with the fix, and the run stops before any test starts.
 from __future__ import annotations
 
 import argparse
+import ctypes.util
 import glob
 import os
 import shutil
@@ -105,6 +106,10 @@ def main() -> int:
         problems.append(
             "Node.js and npm are not installed (the OIDC tests run a real provider, npm's oidc-provider): "
             "apt-get install nodejs npm."
+        )
+    if ctypes.util.find_library("magic") is None:
+        problems.append(
+            "libmagic is not installed (evidence files are sniffed by their content): apt-get install libmagic1."
         )
     if args.bench and not shutil.which("wrk"):
         problems.append("wrk, the load generator of the benchmarks, is not installed: apt-get install wrk.")

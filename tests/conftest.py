@@ -35,7 +35,15 @@ def shipped_data(request: pytest.FixtureRequest) -> None:
         ensure_shipped_roles()
 
 
-LEDGER_TABLES = ("audit_event", "audit_tree_node", "audit_checkpoint")
+# The append-only tables: the ledger's, and case notes and evidence (children first).
+LEDGER_TABLES = (
+    "audit_event",
+    "audit_tree_node",
+    "audit_checkpoint",
+    "cases_evidencecontent",
+    "cases_evidence",
+    "cases_note",
+)
 
 
 @pytest.fixture(autouse=True)

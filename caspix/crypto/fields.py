@@ -166,6 +166,23 @@ class EncryptedTextField(EncryptedField):
         )
 
 
+class EncryptedBinaryField(EncryptedField):
+    """Bytes (an evidence file), kept sealed like the other encrypted fields."""
+
+    def to_python(self, value: Any) -> Any:
+        if value is None or isinstance(value, (bytes, Sealed)):
+            return value
+        if isinstance(value, (bytearray, memoryview)):
+            return bytes(value)
+        raise ValidationError("expected bytes")
+
+    def encode(self, value: bytes) -> bytes:
+        return value
+
+    def decode(self, raw: bytes) -> bytes:
+        return raw
+
+
 class EncryptedDateField(EncryptedField):
     """A date (a date of birth, say), encrypted."""
 

@@ -16,5 +16,7 @@ REVOKE TRUNCATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA public FROM :"app_r
 
 REVOKE UPDATE, DELETE ON audit_event, audit_tree_node, audit_checkpoint FROM :"app_role";
 REVOKE UPDATE, DELETE ON crypto_integrity_incident FROM :"app_role";
+-- Case notes (an edit is a new version) and evidence are append-only as well.
+REVOKE UPDATE, DELETE ON cases_note, cases_evidence, cases_evidencecontent FROM :"app_role";
 -- The queue of recorded events is emptied as it is sequenced: INSERT, SELECT and DELETE.
 REVOKE UPDATE ON audit_pending FROM :"app_role";

@@ -24,7 +24,8 @@ from accounts.models import (
     User,
 )
 from audit.models import PendingEvent
-from cases.models import ApiClient, ApiKey, Queue, RoutingRule, Webhook
+from cases import workflow
+from cases.models import ApiClient, ApiKey, Case, Queue, RoutingRule, Webhook
 from caspix.access import STEP_UP_SESSION_KEY, access_rule
 from tests.caspix.test_access import all_patterns
 from tests.conftest import client_for
@@ -264,13 +265,24 @@ def step_up_world() -> World:
     webhook = Webhook(pk=WEBHOOK, name="case system", url="https://cases.bank.example/h")
     webhook.secret = key.secret
     webhook.save()
+    # bob proposes closing a card-fraud case as confirmed fraud: a request for charlie, the lead.
+    case = world.cases["analyst"]["team"]
+    Case.objects.filter(pk=case.pk).update(status=Case.Status.IN_PROGRESS, assignee=world.users["analyst"])
+    workflow.close(case, "confirmed_fraud", "card used abroad", acting_user=world.users["analyst"])
     return world
+
+
+def actor_for(route: str, world: World) -> User:
+    """Who uses a step-up view: the lead decides case closures, the administrator the rest."""
+    return world.users["lead" if route.startswith("work/") else "admin"]
 
 
 def concrete(route: str, world: World, admin: User) -> str:
     """The route with the world's objects in it: the pending approval, bob, the trainee template."""
     if route.startswith("administration/approvals/"):
         pk = world.approval.pk
+    elif route.startswith("work/approvals/"):
+        pk = ApprovalRequest.objects.get(kind=workflow.CLOSURE).pk
     elif route.startswith("administration/routing-rules/"):
         pk = RoutingRule.objects.get().pk
     else:
@@ -288,7 +300,7 @@ def concrete(route: str, world: World, admin: User) -> str:
 @pytest.mark.parametrize("route", STEP_UP_ROUTES)
 def test_it_refuses_a_stale_post_on_every_step_up_view(route: str) -> None:
     world = step_up_world()
-    admin = world.users["admin"]
+    admin = actor_for(route, world)
     client = client_for(admin)
     stale(client)
     url = concrete(route, world, admin)
@@ -307,7 +319,7 @@ def test_it_refuses_a_stale_post_on_every_step_up_view(route: str) -> None:
 @pytest.mark.parametrize("route", STEP_UP_ROUTES)
 def test_it_lets_a_stale_session_read_every_step_up_view(route: str) -> None:
     world = step_up_world()
-    admin = world.users["admin"]
+    admin = actor_for(route, world)
     client = client_for(admin)
     stale(client)
     response = client.get(concrete(route, world, admin))

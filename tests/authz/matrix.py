@@ -152,6 +152,7 @@ MATRIX: tuple[Entry, ...] = (
     # --- the analysts' workspace: object-level access
     Entry("cases:workspace", "GET", only(200, *CASEWORK)),
     Entry("cases:next_case", "POST", only(302, *CASEWORK)),
+    Entry("cases:bulk", "POST", only(400, *CASEWORK)),
     Entry("cases:search", "GET", only(200, *CASEWORK)),
     Entry("cases:case", "GET", only(REACHABLE, *CASEWORK), case, CASE_OWNERSHIPS),
     Entry("cases:case_grant", "POST", only(REACHABLE_FORM, *CASEWORK), case, CASE_OWNERSHIPS),
@@ -163,6 +164,40 @@ MATRIX: tuple[Entry, ...] = (
         lambda w, p, o: {**case(w, p, o), "username": "frank"},
         CASE_OWNERSHIPS,
     ),
+    Entry("cases:access", "GET", only(REACHABLE, *CASEWORK), case, CASE_OWNERSHIPS),
+    Entry("cases:case_move", "POST", only(REACHABLE_FORM, *CASEWORK), case, CASE_OWNERSHIPS),
+    Entry("cases:case_close", "POST", only(REACHABLE_FORM, *CASEWORK), case, CASE_OWNERSHIPS),
+    Entry("cases:case_reopen", "POST", only(REACHABLE_FORM, *CASEWORK), case, CASE_OWNERSHIPS),
+    Entry("cases:note_add", "POST", only(REACHABLE_FORM, *CASEWORK), case, CASE_OWNERSHIPS),
+    Entry("cases:evidence_add", "POST", only(REACHABLE_FORM, *CASEWORK), case, CASE_OWNERSHIPS),
+    # a note or a file that is not there answers 404 alike on a reachable case
+    Entry(
+        "cases:note",
+        "GET",
+        only(404, *CASEWORK),
+        lambda w, p, o: {**case(w, p, o), "thread": NOWHERE},
+        CASE_OWNERSHIPS,
+    ),
+    Entry(
+        "cases:evidence",
+        "GET",
+        only(404, *CASEWORK),
+        lambda w, p, o: {**case(w, p, o), "evidence": NOWHERE},
+        CASE_OWNERSHIPS,
+    ),
+    Entry("cases:related", "GET", only(REACHABLE, *CASEWORK), case, CASE_OWNERSHIPS),
+    Entry("cases:link", "POST", only(REACHABLE_FORM, *CASEWORK), case, CASE_OWNERSHIPS),
+    Entry(
+        "cases:unlink",
+        "POST",
+        only(404, *CASEWORK),
+        lambda w, p, o: {**case(w, p, o), "other": MISSING_PK},
+        CASE_OWNERSHIPS,
+    ),
+    # the leads' decisions on closures and reopenings (none waits in the matrix's world)
+    Entry("cases:approvals", "GET", only(200, "lead")),
+    Entry("cases:approval", "GET", only(404, "lead"), lambda w, p, o: {"pk": MISSING_PK}),
+    Entry("cases:approval", "POST", only(404, "lead"), lambda w, p, o: {"pk": MISSING_PK}),
     # --- dashboards and the audit area
     Entry("reporting:dashboard", "GET", only(200, "manager")),
     Entry("audit:home", "GET", only(200, ADMIN, "auditor")),

@@ -36,6 +36,10 @@ def case_url(case: Case | int) -> str:
     return reverse("cases:case", args=[case if isinstance(case, int) else case.pk])
 
 
+def access_url(case: Case) -> str:
+    return reverse("cases:access", args=[case.pk])
+
+
 def add_team_cases(world: World, count: int) -> None:
     """``count`` more cases in the card-fraud queue, each opened at its own minute."""
     start = Case.objects.count()
@@ -161,8 +165,8 @@ def test_it_lists_the_workspace_in_a_constant_number_of_queries(world: World) ->
     add_team_cases(world, 80)
     many = queries_for(client, WORKSPACE)
     # session, user, the verified factor, permissions, the counts by status, the page of cases
-    # with queue and assignee
-    assert few == many == 6
+    # with queue and assignee, and the bulk form's choices of colleagues and queues
+    assert few == many == 8
 
 
 # --- the case page --------------------------------------------------------------------------------
@@ -175,7 +179,8 @@ def test_it_shows_a_case_the_user_reaches(world: World, ownership: str) -> None:
     assert response.status_code == 200
     html = response.content.decode()
     assert escape(f"{case.reference}: {case.title}") in html
-    assert "Open the case to another user" in html  # bob works it
+    assert "Work the case" in html  # bob works it
+    assert "Open the case to another user" in client_for(world.users["analyst"]).get(access_url(case)).content.decode()
 
 
 def test_it_shows_a_view_grant_without_the_grant_form(world: World) -> None:
@@ -184,7 +189,8 @@ def test_it_shows_a_view_grant_without_the_grant_form(world: World) -> None:
     assign_perm("cases.view_case", bob, case)
     response = client_for(bob).get(case_url(case))
     assert response.status_code == 200
-    html = response.content.decode()
+    assert "Work the case" not in response.content.decode()
+    html = client_for(bob).get(access_url(case)).content.decode()
     assert "Open the case to another user" not in html
     assert "View the case" in html  # bob's own grant, listed
 
@@ -210,15 +216,15 @@ def test_it_opens_a_case_to_another_analyst_and_withdraws_it(world: World) -> No
         reverse("cases:case_grant", args=[case.pk]), {"user": "oscar", "access": "work", "reason": "AML angle"}
     )
     assert response.status_code == 302
-    assert response["Location"] == case_url(case)
+    assert response["Location"] == access_url(case)
     assert grantee.get(case_url(case)).status_code == 200
-    page = granter.get(case_url(case)).content.decode()
+    page = granter.get(access_url(case)).content.decode()
     assert f"{case.reference} is open to oscar." in page
     assert reverse("cases:case_revoke", args=[case.pk, "oscar"]) in page
 
     response = granter.post(reverse("cases:case_revoke", args=[case.pk, "oscar"]))
     assert response.status_code == 302
-    assert response["Location"] == case_url(case)
+    assert response["Location"] == access_url(case)
     assert grantee.get(case_url(case)).status_code == 404
     assert not CaseUserObjectPermission.objects.exists()
     assert PendingEvent.objects.count() == 2  # one grant, one revocation
@@ -239,7 +245,7 @@ def test_it_answers_400_to_a_grant_without_a_reason(world: World) -> None:
 def test_it_offers_only_colleagues_who_work_cases(world: World) -> None:
     case = world.cases["analyst"]["team"]
     client = client_for(world.users["analyst"])
-    page = client.get(reverse("cases:case", args=[case.pk])).content.decode()
+    page = client.get(access_url(case)).content.decode()
     assert 'value="oscar"' in page
     assert 'value="dana"' not in page  # a manager: no case can be opened to her
     assert 'value="alice"' not in page  # an administrator
