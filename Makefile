@@ -19,7 +19,7 @@ DEPLOY_CHECK_ENV := CASPIX_ENV=production \
 	CASPIX_VAULT_ADDR=https://openbao.invalid:8200 \
 	CASPIX_VAULT_TOKEN=deploy-check-placeholder
 
-.PHONY: help demo test lint typecheck checks pytest bench vendor clean
+.PHONY: help demo test lint typecheck checks pytest screenshots bench vendor clean
 
 help:
 	@echo "make demo   run Caspix on the embedded default (SQLite, in-process Celery, local keyring) on 127.0.0.1:$(PORT)"
@@ -62,19 +62,28 @@ $(OIDC_PROVIDER)/node_modules/.installed: $(OIDC_PROVIDER)/package.json $(OIDC_P
 	npm ci --ignore-scripts --no-audit --no-fund --prefix $(OIDC_PROVIDER)
 	@touch $@
 
-pytest: $(VENV)/.installed-dev $(OIDC_PROVIDER)/node_modules/.installed
+# The root npm packages: the vendored front-end assets' sources, and axe-core, which the browser
+# tests run in each page they check for accessibility.
+node_modules/.installed: package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund
+	@touch $@
+
+pytest: $(VENV)/.installed-dev $(OIDC_PROVIDER)/node_modules/.installed node_modules/.installed
 	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadgroup --cov --cov-report=term $(PYTEST_ARGS)
 
 test: $(VENV)/.installed-dev
 	$(PY) scripts/preflight.py
 	$(MAKE) --no-print-directory lint typecheck checks pytest
 
+# The screenshots of docs/ (the queue and case pages), taken by the workspace's browser test.
+screenshots: $(VENV)/.installed-dev node_modules/.installed
+	CASPIX_SCREENSHOTS=docs/screenshots $(TEST_ENV) $(PY) -m pytest -q -p no:randomly tests/browser/test_workspace.py
+
 bench: $(VENV)/.installed-dev
 	$(PY) scripts/preflight.py --bench
 	$(TEST_ENV) $(PY) -m bench $(BENCH)
 
-vendor:
-	npm ci --ignore-scripts --no-audit --no-fund
+vendor: node_modules/.installed
 	cp node_modules/htmx.org/dist/htmx.min.js node_modules/htmx.org/LICENSE static/vendor/htmx/
 	$(PY) scripts/vendor_manifest.py
 
