@@ -115,9 +115,15 @@ def test_an_analyst_proposes_a_closure_a_lead_approves_and_the_timeline_tells_it
 
     # a note, then evidence
     page.locator("#notes").get_by_label("Note").fill("Two card-testing attempts, then a 49.99 purchase abroad.")
-    page.get_by_role("button", name="Add the note").click()
-    page.wait_for_url(f"**/work/cases/{urgent.pk}/#notes")
+    page.get_by_role("button", name="Add the note").click()  # htmx: the notes and the timeline, in place
+    page.locator("#notes pre.note").first.wait_for()
     assert "49.99 purchase abroad" in page.locator("#notes").inner_text()
+    assert page.url.endswith(f"/work/cases/{urgent.pk}/")
+    assert page.locator(".timeline .what").first.inner_text() == "Note added"
+    assert "The note is added." in page.locator("#messages").inner_text()
+    page.get_by_role("button", name="Add the note").click()  # empty: the error shows where the form is
+    page.locator("#notes .errorlist").wait_for()
+    assert page.locator("#notes pre.note").count() == 1
     extract = b"date,amount\n2026-11-24,49.99\n"
     page.get_by_label("File").set_input_files({"name": "extract.csv", "mimeType": "text/csv", "buffer": extract})
     page.get_by_role("button", name="Attach the file").click()
