@@ -6,6 +6,8 @@
 * ``/__bench__/ingest``: the bare DRF endpoint of bulk intake: the same parser, schema and
   ingestion (grouping, routing, encryption, ledger, outbox) for the ``bench`` client, without
   the signature, nonce, rate limit and idempotency (the ceiling of the intake API);
+* ``/__bench__/page``: a page of the application's layout with nothing in it, rendered for the
+  signed-in user (the ceiling of the workspace's pages);
 * ``/__bench__/sealed``: writes a record with two encrypted fields and their blind indexes, reads
   it back from the database and opens both (``?cold=1`` empties the key cache first).
 """
@@ -14,6 +16,7 @@ import uuid
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
+from django.template import RequestContext, Template
 from django.urls import include, path
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -32,6 +35,14 @@ from caspix.strictjson import StrictJSONParser
 @public
 def bare(request: HttpRequest) -> HttpResponse:
     return HttpResponse(b"ok", content_type="text/plain")
+
+
+_PAGE = Template('{% extends "base.html" %}{% block content %}<h1>Page</h1><p>Nothing here.</p>{% endblock %}')
+
+
+@public
+def page(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(_PAGE.render(RequestContext(request, {})))
 
 
 @public
@@ -79,6 +90,7 @@ urlpatterns = [
     path("__bench__/bare", bare),
     path("__bench__/drf", public(BareDRF.as_view())),
     path("__bench__/ingest", public(BareIngest.as_view())),
+    path("__bench__/page", page),
     path("__bench__/sealed", sealed),
     path("", include("caspix.urls")),
 ]

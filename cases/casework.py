@@ -87,14 +87,15 @@ def revise_note(case: Case, thread: uuid.UUID, text: str, *, acting_user: User, 
     try:
         with transaction.atomic(durable=True):
             locked = _locked(case, acting_user)
-            latest = Note.objects.filter(case=locked, thread=thread).aggregate(version=Max("version"))["version"]
+            versions = Note.objects.of(locked, acting_user, Action.WORK).filter(thread=thread)
+            latest = versions.aggregate(version=Max("version"))["version"]
             if latest is None:
                 raise ValidationError("there is no such note on this case")
             if latest != seen_version:
                 raise ValidationError(
                     f"the note was revised since you opened it (version {latest} now): read it again first"
                 )
-            current = Note.objects.get(case=locked, thread=thread, version=latest)
+            current = versions.get(version=latest)
             if str(current.body) == text:
                 raise ValidationError("the text is unchanged")
             return write_note(locked, acting_user, text, thread=thread, version=latest + 1)
@@ -232,7 +233,9 @@ def download_evidence(case: Case, evidence_id: uuid.UUID | str, *, acting_user: 
     require(acting_user, Perm.WORK_CASES)
     if not Case.objects.restrict(acting_user, Action.VIEW).filter(pk=case.pk).exists():
         raise PermissionDenied("only someone who may see the case may download its evidence")
-    evidence = Evidence.objects.filter(case=case, pk=evidence_id).select_related("content").first()
+    evidence = (
+        Evidence.objects.of(case, acting_user, Action.VIEW).filter(pk=evidence_id).select_related("content").first()
+    )
     if evidence is None:
         raise Evidence.DoesNotExist(f"there is no such evidence on {case.reference}")
     data = bytes(evidence.content.data)
@@ -332,7 +335,7 @@ def suggested_cases(case: Case, user: User) -> list[tuple[Case, str]]:
     with ``case`` (compared by blind index: no identifier is decrypted), not linked yet."""
     indexes = {
         index
-        for pair in Transaction.objects.filter(alert__case=case).values_list(
+        for pair in Transaction.objects.of(case, user, Action.VIEW).values_list(
             "account__number_index", "counterparty_account_index"
         )
         for index in pair
