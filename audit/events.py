@@ -84,6 +84,10 @@ class EventType(IntEnum):
     CASE_REROUTED = 277  # moved to another queue
     CASE_PRIORITY_CHANGED = 278
 
+    # 3xx reporting: FIU profiles, suspicious transaction reports
+    FIU_PROFILE_CREATED = 300
+    FIU_SCHEMA_UPLOADED = 301  # a goAML XSD, with its SHA-256, became the profile's current schema
+
     # 4xx keys, encryption and backups
     KEY_ROTATED = 401
     DATA_KEYS_REWRAPPED = 402

@@ -9,6 +9,7 @@ urlpatterns = [
     path("administration/api-clients/", include("cases.api_admin_urls")),
     path("administration/routing-rules/", include("cases.routing_admin_urls")),
     path("administration/webhooks/", include("cases.webhook_admin_urls")),
+    path("administration/fiu-profiles/", include("reporting.fiu_admin_urls")),
     path("", include("accounts.urls")),
     path("work/", include("cases.urls")),
     path("audit/", include("audit.urls")),

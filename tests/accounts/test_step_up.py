@@ -27,6 +27,7 @@ from audit.models import PendingEvent
 from cases import workflow
 from cases.models import ApiClient, ApiKey, Case, Queue, RoutingRule, Webhook
 from caspix.access import STEP_UP_SESSION_KEY, access_rule
+from reporting.models import FiuProfile
 from tests.caspix.test_access import all_patterns
 from tests.conftest import client_for
 from tests.personas import World, build_world
@@ -265,6 +266,7 @@ def step_up_world() -> World:
     webhook = Webhook(pk=WEBHOOK, name="case system", url="https://cases.bank.example/h")
     webhook.secret = key.secret
     webhook.save()
+    FiuProfile.objects.create(slug="uae", name="UAE FIU", rentity_id=2079, currency_code_local="AED")
     # bob proposes closing a card-fraud case as confirmed fraud: a request for charlie, the lead.
     case = world.cases["analyst"]["team"]
     Case.objects.filter(pk=case.pk).update(status=Case.Status.IN_PROGRESS, assignee=world.users["analyst"])
@@ -275,6 +277,12 @@ def step_up_world() -> World:
 def actor_for(route: str, world: World) -> User:
     """Who uses a step-up view: the lead decides case closures, the administrator the rest."""
     return world.users["lead" if route.startswith("work/") else "admin"]
+
+
+def _slug_of(route: str) -> str:
+    if route.startswith("administration/teams/"):
+        return "cards"
+    return "uae" if route.startswith("administration/fiu-profiles/") else "trainee"
 
 
 def concrete(route: str, world: World, admin: User) -> str:
@@ -291,7 +299,7 @@ def concrete(route: str, world: World, admin: User) -> str:
         route.replace("<int:pk>", str(pk))
         .replace("<uuid:pk>", WEBHOOK)
         .replace("<str:username>", world.users["analyst"].username)
-        .replace("<slug:slug>", "cards" if route.startswith("administration/teams/") else "trainee")
+        .replace("<slug:slug>", _slug_of(route))
         .replace("<slug:source>", "tms")
         .replace("<str:key_id>", "tms-key")
     )
