@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from guardian.managers import UserObjectPermissionManager
 from guardian.models import UserObjectPermissionBase
@@ -39,6 +40,10 @@ from caspix.gates import GatedQuerySet
 
 if TYPE_CHECKING:
     from accounts.models import User
+
+
+# The SLA due time that sorts a case without one last (cases.queue.by_urgency, and an index).
+NO_DUE = datetime.datetime(9999, 12, 31, tzinfo=datetime.UTC)
 
 
 class Action(StrEnum):
@@ -192,6 +197,17 @@ class Case(models.Model):
         indexes = [
             models.Index(fields=["queue", "status"], name="case_by_queue_status"),
             models.Index(fields=["party", "status"], name="case_by_party_status"),
+            # The queue of open cases, most urgent first (cases.queue.by_urgency: the expression
+            # must stay the same), and its counts by status: the queue page and "take the next
+            # case" walk these instead of every case of the team (bench/bench_workspace.py).
+            models.Index(
+                Coalesce("sla_due_at", Value(NO_DUE, output_field=models.DateTimeField())),
+                F("priority").desc(),
+                F("id"),
+                name="case_open_by_urgency",
+                condition=~Q(status="closed"),
+            ),
+            models.Index(fields=["queue", "status"], name="case_open_by_queue", condition=~Q(status="closed")),
         ]
 
     def __str__(self) -> str:

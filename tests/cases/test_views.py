@@ -330,3 +330,15 @@ def test_it_lists_the_queues_in_a_constant_number_of_queries(world: World) -> No
     assert few == many == 7
     html = client.get(QUEUES).content.decode()
     assert "Queue 19" in html
+
+
+def test_the_queue_shows_open_cases_unless_asked_for_closed_ones(world: World) -> None:
+    bob = world.users["analyst"]
+    closed = world.cases["analyst"]["team"]
+    Case.objects.filter(pk=closed.pk).update(status=Case.Status.CLOSED)
+    client = client_for(bob)
+    assert closed.pk not in listed(client)
+    assert dict(client.get(WORKSPACE).context["counts"])["Closed"] == 0
+    assert closed.pk in listed(client, {"status": "any"})
+    assert listed(client, {"status": "closed"}) == [closed.pk]
+    assert client.get(WORKSPACE, {"status": "closed"}).context["page"].total == 1
