@@ -413,8 +413,4 @@ def _take(case: Case, user: User) -> None:
         before=before,
         after={"status": case.status, "assignee": user.pk},
     )
-    if case.status != before["status"]:
-        outbox.emit(
-            "case.status-changed",
-            {"case": case.reference, "queue": case.queue.slug, "from": before["status"], "to": case.status},
-        )
+    outbox.status_changed(case, before["status"])

@@ -94,11 +94,7 @@ def assign(case_ids: Iterable[int], assignee: User, *, acting_user: User, reason
             before=before,
             after={"status": case.status, "assignee": assignee.pk},
         )
-        if case.status != before["status"]:
-            outbox.emit(
-                "case.status-changed",
-                {"case": case.reference, "queue": case.queue.slug, "from": before["status"], "to": case.status},
-            )
+        outbox.status_changed(case, before["status"])
 
     return _each(case_ids, acting_user, change)
 
@@ -125,11 +121,7 @@ def reroute(case_ids: Iterable[int], queue: Queue, *, acting_user: User, reason:
             before=before,
             after={"queue": queue.slug, "status": case.status, "assignee": None},
         )
-        if case.status != before["status"]:
-            outbox.emit(
-                "case.status-changed",
-                {"case": case.reference, "queue": queue.slug, "from": before["status"], "to": case.status},
-            )
+        outbox.status_changed(case, before["status"])
 
     return _each(case_ids, acting_user, change)
 

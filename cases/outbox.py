@@ -42,6 +42,15 @@ MAX_BACKOFF = 3600
 RELEASE_LOCK = int.from_bytes(hashlib.sha256(b"caspix-outbox-release").digest()[:8], "big", signed=True)
 
 
+def status_changed(case: Any, before: str) -> None:
+    """``case.status-changed`` for a case whose status moved from ``before`` (nothing if it stayed)."""
+    if case.status != before:
+        emit(
+            "case.status-changed",
+            {"case": case.reference, "queue": case.queue.slug, "from": before, "to": case.status},
+        )
+
+
 def emit(event_type: str, data: dict[str, Any]) -> None:
     emit_many([(event_type, data)])
 

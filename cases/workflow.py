@@ -138,12 +138,6 @@ def _lock(case: Case, user: User) -> Case:
     return locked
 
 
-def _status_changed(case: Case, before: str) -> None:
-    outbox.emit(
-        "case.status-changed", {"case": case.reference, "queue": case.queue.slug, "from": before, "to": case.status}
-    )
-
-
 def move(case: Case, to: Move | str, reason: str, *, note: str = "", acting_user: User) -> Case:
     """Escalate a case, return it, send it to reporting or withdraw it from there."""
     require(acting_user, Perm.WORK_CASES)
@@ -170,7 +164,7 @@ def move(case: Case, to: Move | str, reason: str, *, note: str = "", acting_user
             before={"status": before},
             after={"status": locked.status, "move": chosen.value, "note": str(written.pk) if written else None},
         )
-        _status_changed(locked, before)
+        outbox.status_changed(locked, before)
     return locked
 
 
@@ -231,7 +225,7 @@ def close(case: Case, reason: str, note: str, *, acting_user: User) -> ApprovalR
         grounds = approval_grounds(locked, reason)
         if not grounds:
             _close(locked, reason, acting_user, {"note": str(written.pk)})
-            _status_changed(locked, before)
+            outbox.status_changed(locked, before)
             return None
         payload = {"case": locked.pk, "reason": reason, "note": str(written.pk), "from": before}
         label = Case.ClosureReason(reason).label
@@ -254,7 +248,7 @@ def close(case: Case, reason: str, note: str, *, acting_user: User) -> ApprovalR
             before={"status": before},
             after={"status": locked.status, "approval": request.pk, "note": str(written.pk), "grounds": grounds},
         )
-        _status_changed(locked, before)
+        outbox.status_changed(locked, before)
     return request
 
 
@@ -353,7 +347,7 @@ def _execute_closure(request: ApprovalRequest, approver: User) -> None:
         "approval": request.pk,
     }
     _close(case, reason, approver, details)
-    _status_changed(case, Status.PENDING_APPROVAL)
+    outbox.status_changed(case, Status.PENDING_APPROVAL)
 
 
 def _decline_closure(request: ApprovalRequest, decider: User | None) -> None:
@@ -371,7 +365,7 @@ def _decline_closure(request: ApprovalRequest, decider: User | None) -> None:
         before={"status": Status.PENDING_APPROVAL},
         after={"status": case.status, "approval": request.pk},
     )
-    _status_changed(case, Status.PENDING_APPROVAL)
+    outbox.status_changed(case, Status.PENDING_APPROVAL)
 
 
 def _execute_reopening(request: ApprovalRequest, approver: User) -> None:
@@ -399,7 +393,7 @@ def _execute_reopening(request: ApprovalRequest, approver: User) -> None:
             "approval": request.pk,
         },
     )
-    _status_changed(case, Status.CLOSED)
+    outbox.status_changed(case, Status.CLOSED)
 
 
 def _decline_reopening(request: ApprovalRequest, decider: User | None) -> None:
