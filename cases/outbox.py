@@ -42,7 +42,7 @@ MAX_BACKOFF = 3600
 RELEASE_LOCK = int.from_bytes(hashlib.sha256(b"caspix-outbox-release").digest()[:8], "big", signed=True)
 
 
-def status_changed(case: Any, before: str) -> None:
+def status_changed(case: Any, before: object) -> None:
     """``case.status-changed`` for a case whose status moved from ``before`` (nothing if it stayed)."""
     if case.status != before:
         emit(

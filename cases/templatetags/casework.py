@@ -56,11 +56,12 @@ def case_rows(context: template.Context, cases: Iterable[Any], bulk: bool = Fals
     page = reverse("cases:case", args=[_MARK]).replace(str(_MARK), "{}")
     take = reverse("cases:case_take", args=[_MARK]).replace(str(_MARK), "{}")
     token = str(context.get("csrf_token", ""))
-    parts = [format_html(_HEAD, select=mark_safe(_SELECT_HEAD if bulk else ""))]  # noqa: S308 (a constant)
+    parts: list[str] = [format_html(_HEAD, select=mark_safe(_SELECT_HEAD if bulk else ""))]  # noqa: S308 (a constant)
     parts.append("<tbody>")
     for case in cases:
         state, sla = case.sla
         reference = case.reference
+        assignee: str
         if case.assignee_id is not None:
             assignee = conditional_escape(case.assignee.username)
         elif case.status != "closed":
