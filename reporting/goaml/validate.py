@@ -49,7 +49,12 @@ class Gate:
             entries: Iterable[Any] = self._lxml.error_log  # type: ignore[assignment]
             faults += [Fault(_clean(entry.path), _plain(entry.message), "lxml") for entry in entries]
         seen = {fault.path for fault in faults}
-        for problem in self._xsd11.iter_errors(xml.decode("utf-8")):
+        import xmlschema
+
+        # Lazy: the file is read a subtree at a time, with no cap on its elements (an eager
+        # resource refuses files of over a million elements: an STR of 50,000 transactions).
+        resource = xmlschema.XMLResource(xml.decode("utf-8"), lazy=True, allow="none", defuse="always")
+        for problem in self._xsd11.iter_errors(resource):
             path = _clean(str(problem.path or "/"))
             if path not in seen:
                 faults.append(Fault(path, _plain(str(problem.reason or problem.message)), "XSD 1.1"))

@@ -185,3 +185,12 @@ def test_an_unreadable_file_is_one_fault(gate: Gate) -> None:
     assert [(f.path, f.validator) for f in gate.check(b"<report><unclosed></report>")] == [("/", "lxml")]
     entity = b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><report>&x;</report>'
     assert all("root:" not in f.message for f in gate.check(entity))
+
+
+def test_the_gate_reads_a_file_of_any_number_of_elements(gate: Gate, monkeypatch: pytest.MonkeyPatch) -> None:
+    """xmlschema refuses an eagerly read file of over MAX_XML_ELEMENTS (a million: an STR of
+    50,000 transactions has more); the gate reads lazily, which has no such cap."""
+    import xmlschema
+
+    monkeypatch.setattr(xmlschema.limits, "MAX_XML_ELEMENTS", 50)
+    assert gate.check(fiu_file(f"{SAMPLES}/STR.xml")) == []
