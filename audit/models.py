@@ -16,10 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import models
-from django.db.models.functions import Cast
 from django.utils import timezone
 
-from caspix.expressions import AnyOf
+from caspix.expressions import AnyOf, KeyText
 from caspix.gates import GatedQuerySet
 
 
@@ -32,7 +31,8 @@ class LedgerQuerySet(GatedQuerySet[Any]):
         """The events about the objects of ``reachable``, a queryset that has passed its own
         model's ``restrict()``: that is the door here. A case's history opens to whoever may see
         the case, without opening the rest of the ledger to them."""
-        ids = reachable.order_by().values(key=Cast("pk", output_field=models.CharField())).values("key")
+        uuid = isinstance(reachable.model._meta.pk, models.UUIDField)
+        ids = reachable.order_by().values(key=KeyText("pk", uuid=uuid)).values("key")
         # object_id = ANY(ARRAY(subquery)): the subquery runs first and the index on the object
         # is probed with its few ids. With IN (subquery), ORDER BY seq DESC LIMIT n may walk the
         # whole ledger backwards, filtering every event (100 ms at 200,000 events).

@@ -112,6 +112,7 @@ def revoke_case(case: Case, user: User, *, acting_user: User, reason: str) -> No
     if not Case.objects.restrict(acting_user, Action.WORK).filter(pk=case.pk).exists():
         raise PermissionDenied("only someone who works the case may withdraw a grant")
     with transaction.atomic(durable=True):
+        locked = Case.objects.select_for_update(of=("self",)).select_related("queue").get(pk=case.pk)
         held = list(
             CaseUserObjectPermission.objects.filter(user=user, content_object=case).values_list(
                 "permission__codename", flat=True
@@ -119,6 +120,11 @@ def revoke_case(case: Case, user: User, *, acting_user: User, reason: str) -> No
         )
         if not held:
             raise ValidationError(f"{user.username} holds no grant on {case.reference}")
+        if locked.assignee_id == user.pk and not locked.queue.team.memberships.filter(user=user).exists():
+            # As the assignee they would keep the case the grant let them take.
+            raise ValidationError(
+                f"{user.username} is assigned {case.reference}: assign it to a member of its team first"
+            )
         for codename in held:
             remove_perm(f"cases.{codename}", user, case)
         record(

@@ -103,9 +103,14 @@ def _page(
             forms["close"] = CloseForm()
         if case.status == Case.Status.CLOSED and case.pending_id is None:  # type: ignore[attr-defined]
             forms["reopen"] = ReopenForm()
+    shown_errors = list(errors or [])
     for name, form in (bound or {}).items():
         if name.startswith("move:"):
-            forms["moves"] = [form if f.prefix == form.prefix else f for f in forms.get("moves", [])]
+            moves = forms.get("moves", [])
+            if any(f.prefix == form.prefix for f in moves):
+                forms["moves"] = [form if f.prefix == form.prefix else f for f in moves]
+            else:  # the case moved meanwhile: this move is no longer offered, say why it failed
+                shown_errors += [str(e) for e in form.non_field_errors()]
         else:
             forms[name] = form
     context = {
@@ -119,7 +124,7 @@ def _page(
         "notes": casework.note_threads(case, user),
         "evidence": list(Evidence.objects.of(case, user, Action.VIEW).select_related("added_by")),
         "forms": forms,
-        "errors": errors or [],
+        "errors": shown_errors,
         "shown": SHOWN,
     }
     return render(request, "cases/case.html", context, status=status)
@@ -451,7 +456,7 @@ def case_revoke(request: HttpRequest, pk: int, username: str) -> HttpResponse:
 
 def _case_requests(user: User | Any) -> Any:
     """The requests about cases ``user`` may work and whose kind they may decide."""
-    links = CaseApproval.objects.filter(case__in=Case.objects.restrict(user, Action.WORK)).values("request_id")
+    links = CaseApproval.objects.filter(case__in=workflow.decidable_by(user)).values("request_id")
     return (
         ApprovalRequest.objects.restrict(user, "decide")
         .filter(kind__in=(workflow.CLOSURE, workflow.REOPENING), pk__in=links)

@@ -105,6 +105,22 @@ class CaseQuerySet(models.QuerySet["Case"]):
         clone._door = self._door
         return clone  # type: ignore[no-any-return]
 
+    # A combination with another queryset is not the door's alone: its cases are not marked.
+    def __or__(self, other: Any) -> Any:
+        combined = super().__or__(other)
+        combined._door = None
+        return combined
+
+    def __xor__(self, other: Any) -> Any:
+        combined = super().__xor__(other)  # type: ignore[misc]
+        combined._door = None
+        return combined
+
+    def _combinator_query(self, *args: Any, **kwargs: Any) -> Any:
+        combined = super()._combinator_query(*args, **kwargs)  # type: ignore[misc]
+        combined._door = None
+        return combined
+
     def _fetch_all(self) -> None:
         super()._fetch_all()
         if self._door is not None and self._result_cache:

@@ -323,9 +323,16 @@ def _validate(payload: Mapping[str, Any], maker: User, keys: set[str], reasons: 
         raise ValidationError("the person who asked no longer works the case")
 
 
+def decidable_by(approver: User) -> Any:
+    """The cases whose closures and reopenings ``approver`` may decide: cases they may work, in
+    the queues of their own teams. A grant or an assignment opens a case to someone, but never
+    makes them its four-eyes approver."""
+    return Case.objects.restrict(approver, Action.WORK).filter(queue__team__memberships__user=approver)
+
+
 def _may_decide(payload: Mapping[str, Any], approver: User) -> bool:
     case = payload.get("case")
-    return isinstance(case, int) and Case.objects.restrict(approver, Action.WORK).filter(pk=case).exists()
+    return isinstance(case, int) and decidable_by(approver).filter(pk=case).exists()
 
 
 def _own_request(request: ApprovalRequest) -> Case:

@@ -6,6 +6,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -342,3 +343,33 @@ def test_the_queue_shows_open_cases_unless_asked_for_closed_ones(world: World) -
     assert closed.pk in listed(client, {"status": "any"})
     assert listed(client, {"status": "closed"}) == [closed.pk]
     assert client.get(WORKSPACE, {"status": "closed"}).context["page"].total == 1
+
+
+def test_a_grant_is_not_withdrawn_from_the_outsider_who_holds_the_case(world: World) -> None:
+    """Withdrawing the grant would leave the outsider the case as its assignee: refused."""
+    from cases.actions import grant_case, revoke_case
+
+    bob, oscar = world.users["analyst"], world.users["other_analyst"]
+    case = world.cases["analyst"]["team"]
+    grant_case(case, oscar, "work", acting_user=bob, reason="AML angle")
+    Case.objects.filter(pk=case.pk).update(assignee=oscar)
+    with pytest.raises(ValidationError, match="assign it to a member of its team first"):
+        revoke_case(case, oscar, acting_user=bob, reason="done")
+    assert CaseUserObjectPermission.objects.filter(user=oscar).exists()
+
+
+def test_a_combination_with_another_queryset_is_not_the_doors(world: World) -> None:
+    """A case loaded through restrict() remembers it (its rows are then reached by id); a union
+    or an OR with another queryset must not pass that mark to cases outside the door."""
+    from cases.models import reached
+
+    bob = world.users["analyst"]
+    outside = world.cases["analyst"]["other team"]
+    combined = Case.objects.restrict(bob, Action.VIEW) | Case.objects.filter(pk=outside.pk)
+    assert not reached(combined.get(pk=outside.pk), bob, Action.VIEW)
+    united = Case.objects.restrict(bob, Action.VIEW).union(Case.objects.filter(pk=outside.pk))
+    assert not any(reached(case, bob, Action.VIEW) for case in united)
+    inside = Case.objects.restrict(bob, Action.VIEW).get(pk=world.cases["analyst"]["team"].pk)
+    assert reached(inside, bob, Action.VIEW)
+    assert not reached(inside, bob, Action.WORK)
+    assert not reached(inside, world.users["lead"], Action.VIEW)

@@ -504,3 +504,32 @@ def test_the_case_page_costs_ten_queries_however_much_the_case_holds(world: Worl
     fill(case, bob, 8)
     many = case_page_queries(client, case)
     assert few == many <= 10
+
+
+def test_a_grant_does_not_make_a_lead_of_another_team_the_approver(world: World) -> None:
+    """The maker may open the case to anyone who works cases; that never makes them its
+    four-eyes approver: only a lead of the team that owns the queue decides."""
+    from accounts.models import Membership
+    from cases.actions import grant_case
+
+    case, request = propose(world)
+    charlie = world.users["lead"]
+    Membership.objects.filter(user=charlie).update(team=world.teams["aml"])
+    grant_case(case, charlie, "work", acting_user=world.users["analyst"], reason="a second opinion")
+    with pytest.raises(ApprovalRefusedError, match="not allowed"):
+        approvals.approve(request.pk, acting_user=charlie, seen_hash=request.payload_hash)
+    lead = client_for(charlie)
+    assert reverse("cases:approval", args=[request.pk]) not in lead.get(reverse("cases:approvals")).content.decode()
+    assert Case.objects.get(pk=case.pk).status == Case.Status.PENDING_APPROVAL
+
+
+def test_a_move_refused_because_the_case_moved_meanwhile_says_so(world: World, bob: User) -> None:
+    case = in_progress(world)
+    client = client_for(bob)
+    workflow.move(case, "escalate", "specialist", acting_user=world.users["lead"])
+    refused = client.post(
+        reverse("cases:case_move", args=[case.pk]),
+        {"move": "escalate", "escalate-move": "escalate", "escalate-reason": "high_risk"},
+    )
+    assert refused.status_code == 400
+    assert "it cannot be moved to escalated from there" in refused.content.decode()
