@@ -93,6 +93,7 @@ def _page(
         .select_related("account")
         .order_by("-occurred_at", "pk")[: SHOWN + 1]
     )
+    accounts, counterparties = _accounts_and_counterparties(transactions)
     forms: dict[str, Any] = {}
     if workable and case.status != Case.Status.CLOSED:
         forms["note"] = NoteForm()
@@ -119,6 +120,8 @@ def _page(
         "alerts": alerts[:SHOWN],
         "more_alerts": len(alerts) > SHOWN,
         "transactions": transactions[:SHOWN],
+        "accounts": accounts,
+        "counterparties": counterparties,
         "more_transactions": len(transactions) > SHOWN,
         "timeline": timeline(case, user),
         "notes": casework.note_threads(case, user),
@@ -133,6 +136,25 @@ def _page(
 def page_with_errors(request: HttpRequest, pk: int, errors: list[str], status: int = 400) -> HttpResponse:
     """The case page, saying why an action from it was not done."""
     return _page(request, _case_of(request.user, pk), status=status, errors=errors)
+
+
+def _accounts_and_counterparties(transactions: list[Transaction]) -> tuple[list[Any], list[dict[str, Any]]]:
+    """The subject's accounts and the counterparties the shown transactions name, each once, with
+    how many transactions name them (from the rows already loaded: no query)."""
+    accounts: dict[Any, dict[str, Any]] = {}
+    others: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for tx in transactions:
+        if tx.account is not None:
+            entry = accounts.setdefault(tx.account_id, {"account": tx.account, "count": 0})
+            entry["count"] += 1
+        name, number = str(tx.counterparty_name or ""), str(tx.counterparty_account or "")
+        if name or number:
+            key = (name, number, tx.counterparty_country)
+            entry = others.setdefault(
+                key, {"name": name, "number": number, "country": tx.counterparty_country, "count": 0}
+            )
+            entry["count"] += 1
+    return list(accounts.values()), list(others.values())
 
 
 def _back(case: Case, anchor: str = "") -> HttpResponseRedirect:

@@ -533,3 +533,25 @@ def test_a_move_refused_because_the_case_moved_meanwhile_says_so(world: World, b
     )
     assert refused.status_code == 400
     assert "it cannot be moved to escalated from there" in refused.content.decode()
+
+
+def test_the_case_page_lists_the_subjects_accounts_and_the_counterparties(world: World, bob: User) -> None:
+    from cases.models import Account
+
+    case = in_progress(world)
+    with_transactions(case, ("10.00", "EUR"), ("20.00", "EUR"))
+    party = Party.objects.get()
+    account = Account(party=party, currency="EUR")
+    account.number = "GB82WEST12345698765432"
+    account.save()
+    for tx in Transaction.objects.filter(alert__case=case):
+        tx.account = account
+        tx.counterparty_name, tx.counterparty_account = "Shop & Co", "DE89370400440532013000"
+        tx.save()
+    response = client_for(bob).get(reverse("cases:case", args=[case.pk]))
+    assert [(e["account"].pk, e["count"]) for e in response.context["accounts"]] == [(account.pk, 2)]
+    assert [(c["name"], c["count"]) for c in response.context["counterparties"]] == [("Shop & Co", 2)]
+    html = response.content.decode()
+    assert "•••• 5432" in html
+    assert "Shop &amp; Co" in html
+    assert "GB82WEST12345698765432" not in html  # masked
