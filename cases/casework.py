@@ -27,12 +27,24 @@ from cases.models import Action, Case, CaseLink, Evidence, EvidenceContent, Note
 # --- notes ---------------------------------------------------------------------------------------
 
 
-def _locked(case: Case, user: User) -> Case:
-    """``case`` locked for a change by ``user``, who must be able to work it, and still open: a
-    closed case takes no note or file until it is reopened (with its own approval)."""
-    locked = Case.objects.restrict(user, Action.WORK).select_for_update(of=("self",)).filter(pk=case.pk).first()
+def lock_to_work(case: Case, user: User) -> Case:
+    """``case`` locked (with its queue) for a change by ``user``, who must be able to work it."""
+    locked = (
+        Case.objects.restrict(user, Action.WORK)
+        .select_for_update(of=("self",))
+        .select_related("queue")
+        .filter(pk=case.pk)
+        .first()
+    )
     if locked is None:
         raise PermissionDenied("only someone who works the case may change it")
+    return locked
+
+
+def _locked(case: Case, user: User) -> Case:
+    """:func:`lock_to_work`, for a case still open: a closed case takes no note or file until it
+    is reopened (with its own approval)."""
+    locked = lock_to_work(case, user)
     if locked.status == Case.Status.CLOSED:
         raise ValidationError(f"{locked.reference} is closed: reopen it first")
     return locked

@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.db.models import Sum
 from django.utils import timezone
@@ -37,7 +37,7 @@ from accounts.permissions import Perm
 from audit.events import EventType
 from audit.ledger import Actor, record
 from cases import outbox
-from cases.casework import write_note
+from cases.casework import lock_to_work, write_note
 from cases.intake import sla_due
 from cases.models import Action, Alert, Case, CaseApproval, Transaction
 
@@ -125,19 +125,6 @@ def _reason_of(choices: tuple[tuple[str, str], ...], code: str, note: str) -> st
     return code
 
 
-def _lock(case: Case, user: User) -> Case:
-    locked = (
-        Case.objects.restrict(user, Action.WORK)
-        .select_for_update(of=("self",))
-        .select_related("queue")
-        .filter(pk=case.pk)
-        .first()
-    )
-    if locked is None:
-        raise PermissionDenied("only someone who works the case may change it")
-    return locked
-
-
 def move(case: Case, to: Move | str, reason: str, *, note: str = "", acting_user: User) -> Case:
     """Escalate a case, return it, send it to reporting or withdraw it from there."""
     require(acting_user, Perm.WORK_CASES)
@@ -145,7 +132,7 @@ def move(case: Case, to: Move | str, reason: str, *, note: str = "", acting_user
     rule = MOVES[chosen]
     _reason_of(rule.reasons, reason, note)
     with transaction.atomic(durable=True):
-        locked = _lock(case, acting_user)
+        locked = lock_to_work(case, acting_user)
         if locked.status not in rule.sources:
             raise ValidationError(
                 f"{locked.reference} is {locked.get_status_display().lower()}: it cannot be moved to "
@@ -215,7 +202,7 @@ def close(case: Case, reason: str, note: str, *, acting_user: User) -> ApprovalR
     if not note.strip():
         raise ValidationError("a closure states its grounds in a note")
     with transaction.atomic(durable=True):
-        locked = _lock(case, acting_user)
+        locked = lock_to_work(case, acting_user)
         if locked.status not in CLOSABLE:
             raise ValidationError(
                 f"{locked.reference} is {locked.get_status_display().lower()}: it cannot be closed now"
@@ -274,7 +261,7 @@ def request_reopening(case: Case, reason: str, note: str, *, acting_user: User) 
     if not note.strip():
         raise ValidationError("a reopening states its grounds in a note")
     with transaction.atomic(durable=True):
-        locked = _lock(case, acting_user)
+        locked = lock_to_work(case, acting_user)
         if locked.status != Status.CLOSED:
             raise ValidationError(f"{locked.reference} is not closed")
         if pending_request(locked) is not None:
