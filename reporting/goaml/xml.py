@@ -2,9 +2,12 @@
 
 :class:`Shape` compiles an uploaded goAML XSD into what the writer needs: for each element, its
 children in the schema's order, how often each may occur, and the XSD built-in type its text
-has. :meth:`Shape.write` turns a report given as nested dictionaries into XML with lxml, in the
-schema's element order, whatever order the dictionary holds; :meth:`Shape.read` turns goAML XML
-back into typed dictionaries. The traps of ``docs/goaml.md`` are handled here, once:
+has. :meth:`Shape.write_to` turns a report given as nested dictionaries into XML with lxml, in the
+schema's element order, whatever order the dictionary holds, streaming it to a file an element of
+the report at a time (a repeated element, such as 50,000 transactions, may be given as any
+iterable, a generator included: each is written and freed in turn); :meth:`Shape.write` returns
+the same bytes; :func:`read` turns goAML XML back into typed dictionaries. The traps of
+``docs/goaml.md`` are handled here, once:
 
 * dates are written ``YYYY-MM-DDTHH:MM:SS``, the wall-clock time as given (never shifted to
   another time zone: a local midnight stays on its day); a date alone becomes midnight;
@@ -20,10 +23,13 @@ back into typed dictionaries. The traps of ``docs/goaml.md`` are handled here, o
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+import io
+import itertools
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from functools import cached_property
+from typing import Any, BinaryIO
 
 from lxml import etree
 
@@ -31,6 +37,12 @@ from reporting.goaml.schema import XS, parser
 
 UNBOUNDED = -1
 _DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
+# Types told apart before the slower checks against the abstract Mapping and Iterable.
+_LISTS = (list, tuple)
+_MAPPINGS = (dict, Mapping)
+_COLLECTIONS = (dict, list, tuple)
+_SCALARS = (Decimal, int, float, datetime.date)
+_VALUES = (str, dict, list, tuple, Decimal, int, datetime.date, type(None))  # not read as streams
 
 
 class WriteError(ValueError):
@@ -50,6 +62,31 @@ class Content:
     children: list[Element] = field(default_factory=list)
     # Each xs:choice: the names each of its alternatives may hold (one alternative at most).
     choice_groups: list[list[frozenset[str]]] = field(default_factory=list)
+
+    # Read once the schema is compiled (a recursive type's content is filled after it is shared).
+
+    @cached_property
+    def declared(self) -> dict[str, Element]:
+        """Each child name's first declaration (one declared again further on, in another branch,
+        is written where it is first declared)."""
+        first: dict[str, Element] = {}
+        for child in self.children:
+            first.setdefault(child.name, child)
+        return first
+
+    @cached_property
+    def choices(self) -> list[tuple[frozenset[str], list[frozenset[str]]]]:
+        """Each choice as all the names it holds, and its alternatives."""
+        return [(frozenset().union(*alternatives), alternatives) for alternatives in self.choice_groups]
+
+    @cached_property
+    def position(self) -> dict[str, int]:
+        return {name: index for index, name in enumerate(self.declared)}
+
+    @cached_property
+    def always(self) -> frozenset[str]:
+        """The children that are written, or refused as missing, even when not given."""
+        return frozenset(name for name, child in self.declared.items() if not child.optional)
 
 
 @dataclass
@@ -77,6 +114,10 @@ class Element:
     @property
     def many(self) -> bool:
         return self.max_occurs != 1 or self.in_repeated_group
+
+    @property
+    def optional(self) -> bool:
+        return self.min_occurs == 0 or self.in_optional_group
 
 
 class Shape:
@@ -177,55 +218,111 @@ class Shape:
 
     def write(self, report: Mapping[str, Any]) -> bytes:
         """The report as goAML XML (UTF-8, with its declaration), or :class:`WriteError`."""
-        root = etree.Element(self.root.name)
-        self._fill(root, self.root, report, self.root.name)
-        return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", standalone=True))
+        buffer = io.BytesIO()
+        self.write_to(buffer, report)
+        return buffer.getvalue()
 
-    def _fill(self, node: Any, declaration: Element, data: Mapping[str, Any], path: str) -> None:
-        children = declaration.children or []
-        if not isinstance(data, Mapping):
+    def write_to(self, output: BinaryIO, report: Mapping[str, Any]) -> None:
+        """Write the report to ``output`` as goAML XML, the same bytes :meth:`write` returns, an
+        element of the report at a time: a repeated element (``transaction``…) may be given as any
+        iterable, a generator included, which is read once and never held whole. On
+        :class:`WriteError` what was written is incomplete (lxml still closes ``<report>``): the
+        output must be discarded."""
+        with etree.xmlfile(output, encoding="UTF-8") as document:
+            document.write_declaration(standalone=True)
+            with document.element(self.root.name):
+                for child, value, path in self._occurrences(self.root, report, self.root.name):
+                    element = etree.Element(child.name)
+                    self._put(element, child, value, path)
+                    document.write(element)
+
+    def _fill(self, node: Any, declaration: Element, data: Any, path: str) -> None:
+        for child, value, here in self._occurrences(declaration, data, path):
+            self._put(etree.SubElement(node, child.name), child, value, here)
+
+    def _put(self, element: Any, declaration: Element, value: Any, path: str) -> None:
+        if declaration.content is not None:
+            self._fill(element, declaration, value, path)
+        else:
+            element.text = _text(declaration, value, path)
+
+    def _occurrences(self, declaration: Element, data: Any, path: str) -> Iterator[tuple[Element, Any, str]]:
+        """The children to write under ``declaration``, in the schema's order, each as its
+        declaration, its value and its path; :class:`WriteError` for what the schema refuses. A
+        list or tuple is checked whole first; any other iterable is read lazily, once."""
+        content = declaration.content
+        if content is None or not isinstance(data, _MAPPINGS):
             raise WriteError(path, "expected the element's children (a mapping)")
-        known = {child.name for child in children}
-        strangers = sorted(set(data) - known)
-        if strangers:
+        if not content.declared.keys() >= data.keys():
+            strangers = sorted(set(data) - content.declared.keys())
             raise WriteError(path, f"the schema declares no {', '.join(strangers)} here")
-        for alternatives in declaration.choice_groups:
-            given = {name for names in alternatives for name in names if _present(data.get(name))}
+        # An iterable's first present item is read now: whether it holds any decides choices.
+        streams = {name: _first_present(value) for name, value in data.items() if _is_stream(value)}
+        for names_of_choice, alternatives in content.choices:
+            if names_of_choice.isdisjoint(data):
+                continue
+            given = {name for name in names_of_choice.intersection(data) if _given(data, streams, name)}
             if given and not any(given <= names for names in alternatives):
                 raise WriteError(path, f"{', '.join(sorted(given))} are alternatives of one choice: give one of them")
-        written: set[str] = set()
-        for child in children:
-            if child.name in written:  # declared again further on (another branch): written once
+        for name in sorted(content.always.union(data), key=content.position.__getitem__):
+            child = content.declared[name]
+            value = data.get(name)
+            where = f"{path}/{name}"
+            values: Iterable[Any] | None
+            if name in streams:
+                values = streams[name]
+            elif isinstance(value, _LISTS):
+                values = [v for v in value if _present(v)] or None
+            elif _present(value):  # one value: the usual case
+                yield child, value, f"{where}[1]" if child.many else where
                 continue
-            written.add(child.name)
-            value = data.get(child.name)
-            values = value if isinstance(value, list | tuple) else [value]
-            values = [v for v in values if _present(v)]
-            optional = child.min_occurs == 0 or child.in_optional_group
-            where = f"{path}/{child.name}"
-            if not values:
-                if not optional and child.fixed is None:
+            else:
+                values = None
+            if values is None:
+                if not child.optional and child.fixed is None:
                     raise WriteError(where, "is required")
-                if child.fixed is not None and not optional:
-                    etree.SubElement(node, child.name).text = child.fixed
+                if child.fixed is not None and not child.optional:
+                    yield child, child.fixed, where
                 continue
-            if isinstance(value, list | tuple) and not child.many:
+            if not child.many:
                 raise WriteError(where, "occurs once here, not as a list")
-            if not child.in_repeated_group and child.max_occurs != UNBOUNDED and len(values) > child.max_occurs:
-                raise WriteError(where, f"occurs at most {child.max_occurs} times")
-            if len(values) < child.min_occurs:
+            at_most = UNBOUNDED if child.in_repeated_group else child.max_occurs
+            if isinstance(values, list):
+                if at_most != UNBOUNDED and len(values) > at_most:
+                    raise WriteError(where, f"occurs at most {at_most} times")
+                if len(values) < child.min_occurs:
+                    raise WriteError(where, f"occurs at least {child.min_occurs} times")
+            count = 0
+            for count, item in enumerate(values, start=1):
+                if at_most != UNBOUNDED and count > at_most:
+                    raise WriteError(where, f"occurs at most {at_most} times")
+                yield child, item, f"{where}[{count}]"
+            if count < child.min_occurs:
                 raise WriteError(where, f"occurs at least {child.min_occurs} times")
-            for index, item in enumerate(values):
-                here = f"{where}[{index + 1}]" if child.many else where
-                element = etree.SubElement(node, child.name)
-                if child.children is not None:
-                    self._fill(element, child, item, here)
-                else:
-                    element.text = _text(child, item, here)
 
 
 def _max(value: str) -> int:
     return UNBOUNDED if value == "unbounded" else int(value)
+
+
+def _is_stream(value: Any) -> bool:
+    """An iterable of values other than a list or tuple (a generator…): read lazily, once."""
+    if isinstance(value, _VALUES):
+        return False
+    return isinstance(value, Iterable) and not isinstance(value, bytes | Mapping)
+
+
+def _first_present(values: Iterable[Any]) -> Iterator[Any] | None:
+    """The present items of ``values``, read lazily; None when there are none."""
+    present = filter(_present, values)
+    for first in present:
+        return itertools.chain(iter((first,)), present)  # an iterator, which lets go of it once read
+    return None
+
+
+def _given(data: Mapping[str, Any], streams: Mapping[str, Iterator[Any] | None], name: str) -> bool:
+    """Whether an alternative of a choice is given (a list counts even if its items are empty)."""
+    return streams[name] is not None if name in streams else _present(data.get(name))
 
 
 def _present(value: Any) -> bool:
@@ -233,13 +330,15 @@ def _present(value: Any) -> bool:
         return False
     if isinstance(value, str):
         return value.strip() != ""
-    if isinstance(value, Mapping | list | tuple):
+    if isinstance(value, _COLLECTIONS):
         return len(value) > 0
-    return True
+    return isinstance(value, _SCALARS) or not isinstance(value, Mapping) or len(value) > 0
 
 
 def _text(declaration: Element, value: Any, path: str) -> str:
     builtin = declaration.builtin
+    if builtin == "string" and declaration.fixed is None and isinstance(value, str):
+        return value  # the usual case, which the checks below would come to
     if declaration.fixed is not None:
         if value is not True and str(value) != declaration.fixed:
             raise WriteError(path, f"is fixed to {declaration.fixed}")
