@@ -21,6 +21,7 @@ class Area(NamedTuple):
 AREAS = (
     Area("Work", "cases:workspace", Perm.WORK_CASES),
     Area("Search", "cases:search", Perm.WORK_CASES),
+    Area("Reports", "reports:list", Perm.DRAFT_STR),
     Area("Dashboard", "reporting:dashboard", Perm.VIEW_DASHBOARD),
     Area("Administration", "accounts:admin_home", Perm.MANAGE_USERS),
     Area("Audit", "audit:home", Perm.VIEW_LEDGER),

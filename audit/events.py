@@ -87,6 +87,19 @@ class EventType(IntEnum):
     # 3xx reporting: FIU profiles, suspicious transaction reports
     FIU_PROFILE_CREATED = 300
     FIU_SCHEMA_UPLOADED = 301  # a goAML XSD, with its SHA-256, became the profile's current schema
+    FIU_CALENDAR_CHANGED = 302  # the deadline rule, weekend or holidays of a profile
+    REPORT_DRAFTED = 310
+    REPORT_SAVED = 311  # which parts of the draft changed, never their content
+    REPORT_GENERATION_REQUESTED = 312
+    REPORT_GENERATED = 313  # the file's SHA-256 and the gate's verdict
+    REPORT_SUBMISSION_REQUESTED = 314  # four-eyes, bound to the file's SHA-256
+    REPORT_APPROVED = 315
+    REPORT_APPROVAL_DECLINED = 316
+    REPORT_DOWNLOADED = 317
+    REPORT_SUBMITTED = 318  # the FIU's reference, the date and the channel
+    REPORT_ACKNOWLEDGED = 319
+    REPORT_REJECTED = 320  # by the FIU: the report is a draft again, with the FIU's reason
+    REPORT_DEADLINE_NEAR = 321
 
     # 4xx keys, encryption and backups
     KEY_ROTATED = 401

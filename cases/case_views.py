@@ -68,6 +68,9 @@ def _case_of(user: User | Any, pk: int) -> Case:
             pending_id=Subquery(pending.values("request_id")[:1]),
             pending_kind=Subquery(pending.values("request__kind")[:1]),
             pending_maker=Subquery(pending.values("request__maker__username")[:1]),
+            report_id=Subquery(
+                Case.objects.filter(pk=OuterRef("pk")).order_by("-reports__created_at").values("reports__pk")[:1]
+            ),
         )
         .filter(pk=pk)
         .first()

@@ -476,6 +476,11 @@ CELERY_BEAT_SCHEDULE = {
     },
     # A no-op while SEGMENTS names no target: writes each new checkpoint as a segment (docs/LEDGER.md).
     "seal-ledger-segments": {"task": "audit.tasks.seal_segments", "schedule": 60.0, "options": {"expires": 60.0}},
+    # Reports due soon or overdue raise their case to critical, once (docs/STR.md).
+    "escalate-report-deadlines": {
+        "task": "reporting.tasks.escalate_report_deadlines",
+        "schedule": crontab(minute=23),
+    },
     "expire-approvals": {"task": "accounts.tasks.expire_approvals", "schedule": crontab(minute="*/5")},
     "purge-sign-in-records": {"task": "accounts.tasks.purge_sign_in_records", "schedule": crontab(hour=3, minute=29)},
     "clear-expired-sessions": {

@@ -14,6 +14,7 @@ urlpatterns = [
     path("work/", include("cases.urls")),
     path("audit/", include("audit.urls")),
     path("dashboard/", include("reporting.urls")),
+    path("reports/", include("reporting.report_urls")),
     path("api/v1/", include("cases.api.urls")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

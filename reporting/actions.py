@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
@@ -77,6 +79,7 @@ def create_profile(
     filename: str,
     data: bytes,
     version: str = "",
+    reporting_user_code: str = "",
     acting_user: User,
 ) -> FiuProfile:
     """A new FIU profile with its first goAML schema."""
@@ -93,6 +96,7 @@ def create_profile(
                 rentity_id=rentity_id,
                 rentity_branch=rentity_branch,
                 currency_code_local=currency_code_local,
+                reporting_user_code=reporting_user_code,
             )
             record(
                 EventType.FIU_PROFILE_CREATED,
@@ -126,3 +130,113 @@ def upload_schema(
         stored = _store(locked, filename, data, extracted, named, acting_user)
         _schema_event(stored, acting_user)
     return stored
+
+
+# --- the FIU's calendar: when reports are due ------------------------------------------------------
+
+
+def _redate_open_reports(profile: FiuProfile) -> int:
+    """Put the deadline of every report still in progress in step with the profile's calendar."""
+    from reporting import deadlines
+    from reporting.models import Report
+
+    moved = 0
+    for report in Report.objects.select_for_update().filter(profile=profile, status__in=OPEN_REPORTS):
+        due = deadlines.due_on(profile, report.suspicion_on)
+        if due != report.due_on:
+            report.due_on = due
+            report.save(update_fields=["due_on"])
+            moved += 1
+    return moved
+
+
+OPEN_REPORTS = ("draft", "pending_approval", "approved")
+
+
+def set_rules(
+    profile: FiuProfile,
+    *,
+    report_due_days: int,
+    warn_days: int,
+    weekend: list[int],
+    time_zone: str,
+    reporting_user_code: str,
+    acting_user: User,
+) -> FiuProfile:
+    """How the FIU counts deadlines and dates, and how the bank is known to it."""
+    import zoneinfo
+
+    require(acting_user, Perm.MANAGE_SETTINGS)
+    if not 1 <= report_due_days <= 365:
+        raise ValidationError("A report is due between 1 and 365 business days after suspicion was formed.")
+    if not 0 <= warn_days < report_due_days:
+        raise ValidationError("The warning comes before the deadline: fewer business days than the deadline.")
+    if sorted(set(weekend)) != sorted(weekend) or any(day not in range(7) for day in weekend) or len(weekend) > 3:
+        raise ValidationError("A weekend is up to three distinct days of the week.")
+    if time_zone not in zoneinfo.available_timezones():
+        raise ValidationError(f"{time_zone!r} is not a time zone (e.g. Asia/Dubai).")
+    with transaction.atomic(durable=True):
+        locked = FiuProfile.objects.select_for_update().get(pk=profile.pk)
+        before = {
+            "report_due_days": locked.report_due_days,
+            "warn_days": locked.warn_days,
+            "weekend": locked.weekend,
+            "time_zone": locked.time_zone,
+            "reporting_user_code": locked.reporting_user_code,
+        }
+        locked.report_due_days, locked.warn_days, locked.weekend = report_due_days, warn_days, sorted(weekend)
+        locked.time_zone, locked.reporting_user_code = time_zone, reporting_user_code.strip()
+        locked.save(update_fields=["report_due_days", "warn_days", "weekend", "time_zone", "reporting_user_code"])
+        moved = _redate_open_reports(locked)
+        record(
+            EventType.FIU_CALENDAR_CHANGED,
+            actor=actor_of(acting_user),
+            object_type="fiu-profile",
+            object_id=locked.slug,
+            reason="rules",
+            before=before,
+            after={**{key: getattr(locked, key) for key in before}, "reports_redated": moved},
+        )
+    return locked
+
+
+def add_holiday(profile: FiuProfile, *, day: datetime.date, name: str, acting_user: User) -> None:
+    from reporting.models import Holiday
+
+    require(acting_user, Perm.MANAGE_SETTINGS)
+    if not name.strip():
+        raise ValidationError("Name the holiday.")
+    with transaction.atomic(durable=True):
+        locked = FiuProfile.objects.select_for_update().get(pk=profile.pk)
+        if Holiday.objects.filter(profile=locked, day=day).exists():
+            raise ValidationError(f"{day.isoformat()} is a holiday of {locked.name} already.")
+        Holiday.objects.create(profile=locked, day=day, name=name.strip())
+        moved = _redate_open_reports(locked)
+        record(
+            EventType.FIU_CALENDAR_CHANGED,
+            actor=actor_of(acting_user),
+            object_type="fiu-profile",
+            object_id=locked.slug,
+            reason="holiday added",
+            after={"day": day.isoformat(), "name": name.strip(), "reports_redated": moved},
+        )
+
+
+def remove_holiday(profile: FiuProfile, *, day: datetime.date, acting_user: User) -> None:
+    from reporting.models import Holiday
+
+    require(acting_user, Perm.MANAGE_SETTINGS)
+    with transaction.atomic(durable=True):
+        locked = FiuProfile.objects.select_for_update().get(pk=profile.pk)
+        removed, _ = Holiday.objects.filter(profile=locked, day=day).delete()
+        if not removed:
+            raise ValidationError(f"{day.isoformat()} is not a holiday of {locked.name}.")
+        moved = _redate_open_reports(locked)
+        record(
+            EventType.FIU_CALENDAR_CHANGED,
+            actor=actor_of(acting_user),
+            object_type="fiu-profile",
+            object_id=locked.slug,
+            reason="holiday removed",
+            after={"day": day.isoformat(), "reports_redated": moved},
+        )

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import datetime
+from typing import Any
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
-from django.views.decorators.http import require_http_methods
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.administration import refused
 from accounts.permissions import Perm
 from caspix.access import requires
 from reporting import actions
-from reporting.forms import FiuProfileForm, SchemaUploadForm
-from reporting.models import FiuProfile, FiuSchema
+from reporting.deadlines import DEFAULT_WEEKEND
+from reporting.forms import FiuProfileForm, HolidayForm, RulesForm, SchemaUploadForm
+from reporting.models import FiuProfile, FiuSchema, Holiday
 
 # The code lists a report is filled from, in the order the profile page shows them.
 SHOWN_LISTS = (
@@ -76,6 +81,10 @@ def profile(request: HttpRequest, slug: str) -> HttpResponse:
         else:
             messages.success(request, f"goAML {stored.version} is now the schema of {subject.name}.")
             return HttpResponseRedirect(reverse("fiu_profiles:detail", args=[subject.slug]))
+    return _profile_page(request, subject, form=form, status=400 if form.errors else 200)
+
+
+def _profile_page(request: HttpRequest, subject: FiuProfile, status: int = 200, **forms: Any) -> HttpResponse:
     schemas = list(
         FiuSchema.objects.restrict(request.user, "view")
         .filter(profile=subject)
@@ -84,5 +93,66 @@ def profile(request: HttpRequest, slug: str) -> HttpResponse:
     )
     current = next((s for s in schemas if s.is_current), None)
     lists = [(name, current.codes(name)) for name in SHOWN_LISTS if current and current.code_lists.get(name)]
-    context = {"profile": subject, "schemas": schemas, "current": current, "lists": lists, "form": form}
-    return render(request, "reporting/fiu_profile.html", context, status=400 if form.errors else 200)
+    rules = RulesForm(
+        initial={
+            "report_due_days": subject.report_due_days,
+            "warn_days": subject.warn_days,
+            "weekend": subject.weekend or list(DEFAULT_WEEKEND),
+            "time_zone": subject.time_zone,
+            "reporting_user_code": subject.reporting_user_code,
+        }
+    )
+    context = {
+        "profile": subject,
+        "schemas": schemas,
+        "current": current,
+        "lists": lists,
+        "form": forms.get("form") or SchemaUploadForm(),
+        "rules_form": forms.get("rules_form") or rules,
+        "holiday_form": forms.get("holiday_form") or HolidayForm(),
+        "holidays": Holiday.objects.restrict(request.user, "view").filter(
+            profile=subject, day__gte=timezone.localdate() - datetime.timedelta(days=366)
+        ),
+    }
+    return render(request, "reporting/fiu_profile.html", context, status=status)
+
+
+@requires(Perm.MANAGE_SETTINGS, step_up=True)
+@require_POST
+def rules(request: HttpRequest, slug: str) -> HttpResponse:
+    """The FIU's deadline rule, weekend, time zone and the bank's goAML user code."""
+    subject = get_object_or_404(FiuProfile.objects.restrict(request.user, "manage"), slug=slug)
+    form = RulesForm(request.POST)
+    if form.is_valid():
+        try:
+            actions.set_rules(subject, **form.cleaned_data, acting_user=request.user)  # type: ignore[arg-type]
+        except ValidationError as error:
+            refused(form, error)
+        else:
+            messages.success(request, f"The rules of {subject.name} are saved; open reports are re-dated.")
+            return HttpResponseRedirect(reverse("fiu_profiles:detail", args=[subject.slug]) + "#calendar")
+    return _profile_page(request, subject, rules_form=form, status=400)
+
+
+@requires(Perm.MANAGE_SETTINGS, step_up=True)
+@require_POST
+def holiday(request: HttpRequest, slug: str) -> HttpResponse:
+    """Add a holiday to the FIU's calendar, or remove one (``remove``)."""
+    subject = get_object_or_404(FiuProfile.objects.restrict(request.user, "manage"), slug=slug)
+    form = HolidayForm(request.POST)
+    removing = request.POST.get("remove") == "True"
+    if removing:
+        form.fields["name"].required = False
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            if removing:
+                actions.remove_holiday(subject, day=data["day"], acting_user=request.user)  # type: ignore[arg-type]
+            else:
+                actions.add_holiday(subject, day=data["day"], name=data["name"], acting_user=request.user)  # type: ignore[arg-type]
+        except ValidationError as error:
+            refused(form, error)
+        else:
+            messages.success(request, f"The calendar of {subject.name} is changed; open reports are re-dated.")
+            return HttpResponseRedirect(reverse("fiu_profiles:detail", args=[subject.slug]) + "#calendar")
+    return _profile_page(request, subject, holiday_form=form, status=400)

@@ -43,3 +43,40 @@ class FiuProfileForm(SchemaUploadForm):
     )
 
     field_order = ["name", "slug", "rentity_id", "rentity_branch", "currency_code_local", "xsd", "version"]
+
+
+WEEKDAYS = [
+    (0, "Monday"),
+    (1, "Tuesday"),
+    (2, "Wednesday"),
+    (3, "Thursday"),
+    (4, "Friday"),
+    (5, "Saturday"),
+    (6, "Sunday"),
+]
+
+
+class RulesForm(forms.Form):
+    report_due_days = forms.IntegerField(
+        min_value=1, max_value=365, label="A report is due after", help_text="Business days after suspicion was formed."
+    )
+    warn_days = forms.IntegerField(
+        min_value=0, max_value=364, label="Escalate when", help_text="Business days or fewer are left."
+    )
+    weekend = forms.TypedMultipleChoiceField(
+        choices=WEEKDAYS, coerce=int, required=False, widget=forms.CheckboxSelectMultiple, label="Weekend"
+    )
+    time_zone = forms.CharField(
+        max_length=64,
+        label="Time zone",
+        help_text="goAML dates carry no offset: they are written in this zone, e.g. Asia/Dubai.",
+    )
+    reporting_user_code = forms.CharField(
+        max_length=100, required=False, label="goAML user code", help_text="Where the FIU's schema asks for one."
+    )
+
+
+class HolidayForm(forms.Form):
+    day = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+    name = forms.CharField(max_length=100)
+    remove = forms.BooleanField(required=False, widget=forms.HiddenInput)

@@ -8,7 +8,8 @@ that would refuse every real value; one schema per profile is current.
 
 from __future__ import annotations
 
-from typing import Any
+import uuid
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models
@@ -16,7 +17,12 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.permissions import Perm
+from cases.models import Action, ThroughCaseQuerySet
+from caspix.crypto.fields import EncryptedBinaryField, EncryptedTextField
 from caspix.gates import GatedQuerySet
+
+if TYPE_CHECKING:
+    from accounts.models import User
 
 
 class FiuProfileQuerySet(GatedQuerySet["FiuProfile"]):
@@ -30,8 +36,17 @@ class FiuProfile(models.Model):
     rentity_id = models.PositiveIntegerField(help_text="The bank's reporting entity id at this FIU.")
     rentity_branch = models.CharField(max_length=255, blank=True)
     currency_code_local = models.CharField(max_length=3)
+    # The bank's goAML user at this FIU, where its reports name one instead of a reporting person.
+    reporting_user_code = models.CharField(max_length=100, blank=True)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # The deadline of a suspicious transaction report: business days after suspicion was formed,
+    # skipping the weekend days (Monday is 0) and the profile's holidays.
+    report_due_days = models.PositiveSmallIntegerField(default=10)
+    weekend = models.JSONField(default=list)  # [5, 6]: Saturday and Sunday
+    warn_days = models.PositiveSmallIntegerField(default=2)  # business days before the deadline
+    # The FIU's wall clock: goAML dates carry no offset, so they are written in this zone.
+    time_zone = models.CharField(max_length=64, default="UTC")
 
     objects = FiuProfileQuerySet.as_manager()
 
@@ -80,3 +95,171 @@ class FiuSchema(models.Model):
     def codes(self, name: str) -> list[tuple[str, str]]:
         entries: list[Any] = self.code_lists.get(name, [])
         return [(str(code), str(label)) for code, label in entries]
+
+
+# --- the FIU's calendar ----------------------------------------------------------------------------
+
+
+class HolidayQuerySet(GatedQuerySet["Holiday"]):
+    gates = FiuProfileQuerySet.gates
+
+
+class Holiday(models.Model):
+    """A day the FIU's deadlines do not count (besides the profile's weekend)."""
+
+    profile = models.ForeignKey(FiuProfile, on_delete=models.PROTECT, related_name="holidays")
+    day = models.DateField()
+    name = models.CharField(max_length=100)
+
+    objects = HolidayQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["profile", "day"]
+        constraints = [models.UniqueConstraint(fields=["profile", "day"], name="fiu_holiday_once")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.name}"
+
+
+# --- suspicious transaction reports ----------------------------------------------------------------
+
+
+class ReportQuerySet(ThroughCaseQuerySet):
+    """Reports are open exactly as far as their case is, to those who draft or approve them."""
+
+    def restrict(self, user: User | Any, action: Action | str) -> Any:
+        if not (user.has_perm(Perm.DRAFT_STR) or user.has_perm(Perm.APPROVE_STR)):
+            return self.none()
+        return super().restrict(user, action)
+
+
+class Report(models.Model):
+    """A report to an FIU about one case, from its draft to the FIU's answer.
+
+    The draft's content (the parties' identifiers, the narratives) is encrypted as one JSON
+    document; every save raises ``revision``, and a file generated from one revision is never
+    taken for another.
+    """
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        PENDING_APPROVAL = "pending_approval", "Waiting for approval"
+        APPROVED = "approved", "Approved, to submit"
+        SUBMITTED = "submitted", "Submitted to the FIU"
+        ACKNOWLEDGED = "acknowledged", "Acknowledged by the FIU"
+
+    class Channel(models.TextChoices):
+        WEB_UPLOAD = "web_upload", "goAML web: XML upload"
+        WEB_FORM = "web_form", "goAML web: form entry"
+        API = "api", "FIU interface (API)"
+        OTHER = "other", "Other (named in the note)"
+
+    key = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)  # binds the ciphertexts
+    case = models.ForeignKey("cases.Case", on_delete=models.PROTECT, related_name="reports")
+    profile = models.ForeignKey(FiuProfile, on_delete=models.PROTECT, related_name="reports")
+    report_code = models.CharField(max_length=10)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT)
+    suspicion_on = models.DateField(help_text="The day suspicion was formed: the deadline counts from it.")
+    due_on = models.DateField()
+    content = EncryptedTextField(bind="key")  # the draft, as JSON (reporting/drafting.py)
+    revision = models.PositiveIntegerField(default=1)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    fiu_ref_number = models.CharField(max_length=255, blank=True)
+    submitted_on = models.DateField(null=True, blank=True)
+    channel = models.CharField(max_length=20, choices=Channel.choices, blank=True)
+    answered_on = models.DateField(null=True, blank=True)
+    fiu_feedback = EncryptedTextField(blank=True, bind="key")  # the FIU's reason when it rejected the report
+    deadline_escalated_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ReportQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["due_on", "pk"]
+        indexes = [models.Index(fields=["status", "due_on"], name="report_open_by_due")]
+
+    def __str__(self) -> str:
+        return self.reference
+
+    @property
+    def reference(self) -> str:
+        """The report's ``entity_reference``: how the FIU and the bank name it."""
+        return f"CPX-{self.report_code}-{self.pk:06d}"
+
+    @property
+    def editable(self) -> bool:
+        return self.status == self.Status.DRAFT
+
+
+class ReportFileQuerySet(ThroughCaseQuerySet):
+    case_path = "report__case"
+
+    def restrict(self, user: User | Any, action: Action | str) -> Any:
+        return self.filter(report__in=Report.objects.restrict(user, action))
+
+
+class ReportFile(models.Model):
+    """One generation of a report's goAML XML from one revision of its draft, with the gate's
+    verdict; the bytes are encrypted in :class:`ReportFileContent`."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Waiting for a worker"
+        RUNNING = "running", "Being written and checked"
+        VALID = "valid", "Valid"
+        INVALID = "invalid", "Refused by the gate"
+        FAILED = "failed", "Could not be written"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    report = models.ForeignKey(Report, on_delete=models.PROTECT, related_name="files")
+    revision = models.PositiveIntegerField()
+    schema = models.ForeignKey(FiuSchema, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    done = models.PositiveIntegerField(default=0)  # transactions written so far
+    total = models.PositiveIntegerField(default=0)
+    faults = models.JSONField(default=list)  # [{"field", "label", "message", "path", "validator"}]
+    submission_date = models.DateTimeField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    size = models.PositiveBigIntegerField(default=0)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ReportFileQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-requested_at"]
+        get_latest_by = "requested_at"
+
+    def __str__(self) -> str:
+        return f"file {self.pk} of {self.report}"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (self.Status.VALID, self.Status.INVALID, self.Status.FAILED)
+
+    @property
+    def filename(self) -> str:
+        return f"{self.report.reference}-r{self.revision}.xml"
+
+
+class ReportFileContent(models.Model):
+    """The encrypted bytes of one generated file (AES-256-GCM, bound to its row)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    file = models.OneToOneField(ReportFile, on_delete=models.PROTECT, related_name="content")
+    data = EncryptedBinaryField()
+
+    def __str__(self) -> str:
+        return f"content of {self.file_id}"
+
+
+class ReportApproval(models.Model):
+    """The four-eyes request that a report's file be submitted, bound to the file's SHA-256."""
+
+    report = models.ForeignKey(Report, on_delete=models.PROTECT, related_name="approvals")
+    file = models.ForeignKey(ReportFile, on_delete=models.PROTECT, related_name="+")
+    request = models.OneToOneField("accounts.ApprovalRequest", on_delete=models.PROTECT, related_name="report_link")
+
+    def __str__(self) -> str:
+        return f"approval {self.request_id} of {self.report}"

@@ -35,8 +35,10 @@ def shipped_data(request: pytest.FixtureRequest) -> None:
         ensure_shipped_roles()
 
 
-# The append-only tables: the ledger's, and case notes and evidence (children first).
+# The append-only tables: the ledger's, case notes and evidence, generated report files (children
+# first).
 LEDGER_TABLES = (
+    "reporting_reportfilecontent",
     "audit_event",
     "audit_tree_node",
     "audit_checkpoint",

@@ -18,5 +18,7 @@ REVOKE UPDATE, DELETE ON audit_event, audit_tree_node, audit_checkpoint FROM :"a
 REVOKE UPDATE, DELETE ON crypto_integrity_incident FROM :"app_role";
 -- Case notes (an edit is a new version) and evidence are append-only as well.
 REVOKE UPDATE, DELETE ON cases_note, cases_evidence, cases_evidencecontent FROM :"app_role";
+-- A generated report file is never replaced: its approval is bound to its SHA-256.
+REVOKE UPDATE, DELETE ON reporting_reportfilecontent FROM :"app_role";
 -- The queue of recorded events is emptied as it is sequenced: INSERT, SELECT and DELETE.
 REVOKE UPDATE ON audit_pending FROM :"app_role";

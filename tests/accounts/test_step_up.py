@@ -60,6 +60,10 @@ FORM_PAGES = {
     "administration/api-clients/<slug:source>/keys/<str:key_id>/revoke/": "/administration/api-clients/tms/",
     "administration/webhooks/<uuid:pk>/replay/": f"/administration/webhooks/{WEBHOOK}/",
     "administration/webhooks/<uuid:pk>/active/": f"/administration/webhooks/{WEBHOOK}/",
+    "administration/fiu-profiles/<slug:slug>/rules": "/administration/fiu-profiles/uae/",
+    "administration/fiu-profiles/<slug:slug>/holidays": "/administration/fiu-profiles/uae/",
+    # the lead decides on the report's page; no report is needed to be sent to verify first
+    "reports/<int:pk>/decide": "/reports/",
 }
 POST_ONLY_STEP_UP_ROUTES = sorted(FORM_PAGES)
 
@@ -275,8 +279,8 @@ def step_up_world() -> World:
 
 
 def actor_for(route: str, world: World) -> User:
-    """Who uses a step-up view: the lead decides case closures, the administrator the rest."""
-    return world.users["lead" if route.startswith("work/") else "admin"]
+    """Who uses a step-up view: the lead decides case closures and reports, the administrator the rest."""
+    return world.users["lead" if route.startswith(("work/", "reports/")) else "admin"]
 
 
 def _slug_of(route: str) -> str:
@@ -337,7 +341,7 @@ def test_it_lets_a_stale_session_read_every_step_up_view(route: str) -> None:
 @pytest.mark.parametrize("route", POST_ONLY_STEP_UP_ROUTES)
 def test_it_brings_a_stepped_up_user_back_to_a_page_after_a_post_only_action(route: str, clock: float) -> None:
     world = step_up_world()
-    admin = world.users["admin"]
+    admin = actor_for(route, world)
     client = client_for(admin)
     stale(client)
     page = FORM_PAGES[route]
