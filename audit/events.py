@@ -100,6 +100,7 @@ class EventType(IntEnum):
     REPORT_ACKNOWLEDGED = 319
     REPORT_REJECTED = 320  # by the FIU: the report is a draft again, with the FIU's reason
     REPORT_DEADLINE_NEAR = 321
+    REPORT_ABANDONED = 322
 
     # 4xx keys, encryption and backups
     KEY_ROTATED = 401

@@ -19,7 +19,7 @@ reopening. The approver holds ``cases.approve_closure``, may work the case, and 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -111,6 +111,19 @@ REOPEN_REASONS: tuple[tuple[str, str], ...] = (
 CLOSURE = "case_closure"
 REOPENING = "case_reopen"
 
+# What may keep a case in reporting: each guard says why the case may not leave it now (a report
+# still in progress), or None. The reporting app registers its own (apps above this one register;
+# this one never imports them).
+LEAVING_REPORTING: list[Callable[[Case], str | None]] = []
+
+
+def _may_leave_reporting(case: Case) -> None:
+    if case.status == Status.STR:
+        for guard in LEAVING_REPORTING:
+            why = guard(case)
+            if why:
+                raise ValidationError(why)
+
 
 def moves_from(status: str) -> list[Move]:
     return [move for move, rule in MOVES.items() if status in rule.sources]
@@ -138,6 +151,7 @@ def move(case: Case, to: Move | str, reason: str, *, note: str = "", acting_user
                 f"{locked.reference} is {locked.get_status_display().lower()}: it cannot be moved to "
                 f"{Status(rule.target).label.lower()} from there"
             )
+        _may_leave_reporting(locked)
         before = locked.status
         written = write_note(locked, acting_user, note) if note.strip() else None
         locked.status = rule.target
@@ -207,6 +221,7 @@ def close(case: Case, reason: str, note: str, *, acting_user: User) -> ApprovalR
             raise ValidationError(
                 f"{locked.reference} is {locked.get_status_display().lower()}: it cannot be closed now"
             )
+        _may_leave_reporting(locked)
         before = locked.status
         written = write_note(locked, acting_user, note)
         grounds = approval_grounds(locked, reason)

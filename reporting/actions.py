@@ -137,20 +137,18 @@ def upload_schema(
 
 def _redate_open_reports(profile: FiuProfile) -> int:
     """Put the deadline of every report still in progress in step with the profile's calendar."""
-    from reporting import deadlines
     from reporting.models import Report
+    from reporting.reports import OPEN, redate
 
     moved = 0
-    for report in Report.objects.select_for_update().filter(profile=profile, status__in=OPEN_REPORTS):
-        due = deadlines.due_on(profile, report.suspicion_on)
-        if due != report.due_on:
-            report.due_on = due
-            report.save(update_fields=["due_on"])
+    for report in Report.objects.select_for_update().filter(profile=profile, status__in=OPEN):
+        before = report.due_on
+        report.profile = profile
+        redate(report)
+        if report.due_on != before:
+            report.save(update_fields=["due_on", "deadline_escalated_at"])
             moved += 1
     return moved
-
-
-OPEN_REPORTS = ("draft", "pending_approval", "approved")
 
 
 def set_rules(

@@ -9,8 +9,11 @@ deadline is the last business day of the allowance.
 from __future__ import annotations
 
 import datetime
+import zoneinfo
 from collections.abc import Collection
 from enum import StrEnum
+
+from django.utils import timezone
 
 from reporting.models import FiuProfile, Holiday
 
@@ -51,7 +54,7 @@ def business_days_between(
 
 
 def _calendar(profile: FiuProfile, start: datetime.date) -> tuple[tuple[int, ...], set[datetime.date]]:
-    weekend = tuple(profile.weekend) if profile.weekend else DEFAULT_WEEKEND
+    weekend = tuple(profile.weekend)
     # A deadline is at most a few months away: the holidays of a generous window are enough.
     holidays = set(
         Holiday.objects.filter(
@@ -61,6 +64,11 @@ def _calendar(profile: FiuProfile, start: datetime.date) -> tuple[tuple[int, ...
         ).values_list("day", flat=True)
     )
     return weekend, holidays
+
+
+def today(profile: FiuProfile) -> datetime.date:
+    """Today on the FIU's wall clock: its deadlines and dates are its own."""
+    return timezone.now().astimezone(zoneinfo.ZoneInfo(profile.time_zone)).date()
 
 
 def due_on(profile: FiuProfile, suspicion_on: datetime.date) -> datetime.date:

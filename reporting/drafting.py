@@ -36,6 +36,7 @@ from typing import Any
 
 from lxml import etree
 
+from cases.api.schemas import minor_units
 from cases.models import Case, Transaction
 from reporting.goaml import transliterate
 from reporting.goaml.schema import XS, parser
@@ -257,22 +258,57 @@ def initial(case: Case, profile: FiuProfile, schema: FiuSchema) -> dict[str, Any
     party = case.party
     subject: dict[str, Any] = {"kind": "person", **dict.fromkeys(PERSON_FIELDS, "")}
     subject["entity"] = dict.fromkeys(ENTITY_FIELDS, "")
-    subject["signatory"] = dict.fromkeys(PERSON_FIELDS, "")
+    subject["signatory"] = {**dict.fromkeys(PERSON_FIELDS, ""), "role": ""}
     if party is not None:
         first, last = _split_name(str(party.name or ""))
         subject.update(first_name=first, last_name=last, id_number=str(party.national_id or ""))
         subject["birthdate"] = party.date_of_birth.isoformat() if party.date_of_birth else ""
         subject.update(nationality1=party.country, residence=party.country, country_code=party.country)
         subject["entity"]["name"] = str(party.name or "")
-    accounts: dict[str, dict[str, Any]] = {}
-    counterparties: dict[str, dict[str, Any]] = {}
-    channels: set[str] = set()
-    rates: dict[str, str] = {}
+    funds = schema.codes("funds_type")
+    content: dict[str, Any] = {
+        "reason": "",
+        "action": "",
+        "indicators": [],
+        "location": dict.fromkeys(LOCATION_FIELDS, ""),
+        "subject": subject,
+        "accounts": {},
+        "counterparties": {},
+        "transactions": {
+            "excluded": [],
+            "location": "",
+            "transmode_comment": "",
+            "transmodes": {},
+            "from_funds_code": _first_code(funds, "deposit", "account"),
+            "to_funds_code": _first_code(funds, "deposit", "account"),
+            "rates": {},
+        },
+        "names": {},
+        "alerts": [],
+    }
+    refresh(content, case, profile, schema)
+    return content
+
+
+def refresh(content: dict[str, Any], case: Case, profile: FiuProfile, schema: FiuSchema) -> bool:
+    """Take into the draft what the case's alerts that arrived since bring: their accounts,
+    counterparties, currencies (a rate to give) and channels (a mode to choose), each blank where
+    the bank's systems did not say. Alerts keep joining an open case in reporting; their
+    transactions are reported with the rest, and never with a missing part filled by a guess.
+    Returns whether the draft gained anything."""
+    seen = set(content.setdefault("alerts", []))
+    party = case.party
     roles = schema.codes("account_person_role_type")
-    for tx in Transaction.objects.filter(alert__case=case).select_related("account").order_by("occurred_at", "pk"):
-        channels.add(tx.channel)
-        if tx.currency != profile.currency_code_local:
-            rates.setdefault(tx.currency, "")
+    accounts, counterparties = content["accounts"], content["counterparties"]
+    settings = content["transactions"]
+    changed = False
+    new = Transaction.objects.filter(alert__case=case).exclude(alert_id__in=seen).select_related("account")
+    for tx in new.order_by("occurred_at", "pk").iterator(chunk_size=2000):
+        changed = True
+        if tx.channel not in settings["transmodes"]:
+            settings["transmodes"][tx.channel] = ""
+        if tx.currency != profile.currency_code_local and tx.currency not in settings["rates"]:
+            settings["rates"][tx.currency] = ""
         if tx.account is not None and str(tx.account_id) not in accounts:
             number = str(tx.account.number)
             accounts[str(tx.account_id)] = {
@@ -285,40 +321,22 @@ def initial(case: Case, profile: FiuProfile, schema: FiuSchema) -> dict[str, Any
                 "country": _iban_country(number) or (party.country if party is not None else ""),
             }
         name, number = str(tx.counterparty_name or ""), str(tx.counterparty_account or "")
-        if name or number:
-            key = counterparty_key(name, number, tx.counterparty_country)
-            if key not in counterparties:
-                first, last = _split_name(name)
-                counterparties[key] = {
-                    "kind": "person",
-                    "first_name": first,
-                    "last_name": last,
-                    "name": name,
-                    "account": number,
-                    "institution_name": "",
-                    "swift": "",
-                    "country": tx.counterparty_country or _iban_country(number),
-                }
-    funds = schema.codes("funds_type")
-    return {
-        "reason": "",
-        "action": "",
-        "indicators": [],
-        "location": dict.fromkeys(LOCATION_FIELDS, ""),
-        "subject": subject,
-        "accounts": accounts,
-        "counterparties": counterparties,
-        "transactions": {
-            "excluded": [],
-            "location": "",
-            "transmode_comment": "",
-            "transmodes": dict.fromkeys(sorted(channels), ""),
-            "from_funds_code": _first_code(funds, "deposit", "account"),
-            "to_funds_code": _first_code(funds, "deposit", "account"),
-            "rates": rates,
-        },
-        "names": {},
-    }
+        key = counterparty_key(name, number, tx.counterparty_country) if name or number else ""
+        if key and key not in counterparties:
+            first, last = _split_name(name)
+            counterparties[key] = {
+                "kind": "person",
+                "first_name": first,
+                "last_name": last,
+                "name": name,
+                "account": number,
+                "institution_name": "",
+                "swift": "",
+                "country": tx.counterparty_country or _iban_country(number),
+            }
+        seen.add(str(tx.alert_id))
+    content["alerts"] = sorted(seen)
+    return changed
 
 
 def loads(report: Report) -> dict[str, Any]:
@@ -335,14 +353,28 @@ def dumps(content: Mapping[str, Any]) -> str:
 
 @lru_cache(maxsize=8)
 def _patterns(xsd: bytes) -> dict[str, str]:
-    """The pattern of each named element that has one (the first declaration of that name)."""
+    """The pattern of each named element that has one (the first declaration of that name),
+    its own or its named simple type's (followed through the types it restricts)."""
     root = etree.fromstring(xsd, parser())
+    named = {node.get("name"): node for node in root if node.get("name")}
+
+    def pattern_of(node: Any, depth: int = 0) -> str | None:
+        found = node.find(f".//{{{XS}}}pattern")
+        if found is not None:
+            return str(found.get("value"))
+        restriction = node.find(f".//{{{XS}}}restriction")
+        base = restriction.get("base") if restriction is not None else node.get("type")
+        if base and not base.startswith("xs:") and base in named and depth < 20:
+            return pattern_of(named[base], depth + 1)
+        return None
+
     found: dict[str, str] = {}
     for element in root.iter(f"{{{XS}}}element"):
         name = element.get("name")
-        pattern = element.find(f".//{{{XS}}}pattern")
-        if name and pattern is not None and name not in found:
-            found[name] = str(pattern.get("value"))
+        if name and name not in found:
+            pattern = pattern_of(element)
+            if pattern is not None:
+                found[name] = pattern
     return found
 
 
@@ -593,10 +625,14 @@ class Builder:
         if self.entity_subject:
             director = dict(self._own_person, role=subject["signatory"].get("role", ""))
             self._own_entity = _entity(subject["entity"], director, self.spell)
+        units = minor_units(self.local)
+        self.cent = Decimal(1).scaleb(-(units if units is not None else 2))
+        # What a transaction needs and the draft does not give (a transaction that came after
+        # the draft was last saved): each a fault, never filled by a guess.
+        self.problems: dict[str, Issue] = {}
 
-    def count(self) -> int:
-        excluded = self.content["transactions"].get("excluded", [])
-        return Transaction.objects.filter(alert__case=self.report.case).exclude(pk__in=excluded).count()
+    def _problem(self, section: str, field: str, label: str, message: str) -> None:
+        self.problems.setdefault(field, Issue(section, field, label, message))
 
     def document(self, submission: datetime.datetime, progress: Any = None) -> dict[str, Any]:
         profile = self.report.profile
@@ -644,16 +680,35 @@ class Builder:
         self.locator.rows.append(Row(str(tx.pk), account, counterparty, debit))
         amount, foreign = self._amount(tx)
         own = self._own_side("from" if debit else "to", account, foreign)
-        other = self._other_side("to" if debit else "from", counterparty, foreign)
-        sides = {"t_from_my_client": own, "t_to": other} if debit else {"t_from": other, "t_to_my_client": own}
+        if counterparty:
+            other = self._other_side("to" if debit else "from", counterparty, foreign)
+            sides = {"t_from_my_client": own, "t_to": other} if debit else {"t_from": other, "t_to_my_client": own}
+        else:  # no counterparty named (cash at an ATM): the customer is both sides
+            mirror = self._own_side("to" if debit else "from", "", foreign)
+            sides = (
+                {"t_from_my_client": own, "t_to_my_client": mirror}
+                if debit
+                else {
+                    "t_from_my_client": mirror,
+                    "t_to_my_client": own,
+                }
+            )
         channel = Transaction.Channel(tx.channel).label
+        transmode = settings.get("transmodes", {}).get(tx.channel, "")
+        if not transmode:
+            self._problem(
+                "transactions",
+                f"transactions-transmode-{tx.channel}",
+                f"{LABELS['transmodes']}: {channel}",
+                "Choose the FIU's code.",
+            )
         return {
             "transactionnumber": tx.external_id or str(tx.pk),
             "internal_ref_number": str(tx.pk),
             "transaction_location": settings.get("location", ""),
             "transaction_description": f"{channel}, {tx.get_direction_display().lower()}",
             "date_transaction": tx.occurred_at.astimezone(self.zone).replace(tzinfo=None, microsecond=0),
-            "transmode_code": settings.get("transmodes", {}).get(tx.channel, ""),
+            "transmode_code": transmode,
             "transmode_comment": settings.get("transmode_comment", ""),
             "amount_local": amount,
             **sides,
@@ -664,8 +719,14 @@ class Builder:
             return tx.amount, None
         rate = _decimal(self.content["transactions"].get("rates", {}).get(tx.currency, ""))
         if rate is None or rate <= 0:
-            return tx.amount, None  # a business fault says the rate is missing
-        local = (tx.amount * rate).quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
+            self._problem(
+                "transactions",
+                f"transactions-rate-{tx.currency}",
+                f"{LABELS['rates']} {tx.currency}",
+                f"Give the rate of {tx.currency} to {self.local}: its transactions are reported in both.",
+            )
+            rate = Decimal(0)
+        local = (tx.amount * rate).quantize(self.cent, rounding=ROUND_HALF_EVEN)
         return local, {
             "foreign_currency_code": tx.currency,
             "foreign_amount": tx.amount,
@@ -677,7 +738,14 @@ class Builder:
         data: dict[str, Any] = {f"{side}_funds_code": settings.get(f"{side}_funds_code", "")}
         if foreign is not None:
             data[f"{side}_foreign_currency"] = foreign
-        held = self.content["accounts"].get(account)
+        held = self.content["accounts"].get(account) if account else None
+        if account and held is None:
+            self._problem(
+                "accounts",
+                f"account-{account}",
+                "Account",
+                "An account of the customer is not in the draft: reload the draft and complete it.",
+            )
         if held is not None:
             data[f"{side}_account"] = self._own_account(held)
             country = held.get("country", "")
@@ -719,9 +787,14 @@ class Builder:
         if foreign is not None:
             data[f"{side}_foreign_currency"] = foreign
         party = self.content["counterparties"].get(key)
-        if party is None:  # no counterparty named (cash at an ATM): the customer is both sides
-            own = self._own_side(side, "", None)
-            return {**data, **{k: v for k, v in own.items() if not k.endswith("_funds_code")}}
+        if party is None:
+            self._problem(
+                "counterparties",
+                f"party-{key}",
+                "Counterparty",
+                "A counterparty is not in the draft: reload the draft and complete it.",
+            )
+            party = {}
         if party.get("account"):
             data[f"{side}_account"] = {
                 "institution_name": party.get("institution_name", ""),

@@ -8,6 +8,7 @@ that would refuse every real value; one schema per profile is current.
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,10 @@ from caspix.gates import GatedQuerySet
 
 if TYPE_CHECKING:
     from accounts.models import User
+
+
+def default_weekend() -> list[int]:
+    return [5, 6]  # Saturday and Sunday
 
 
 class FiuProfileQuerySet(GatedQuerySet["FiuProfile"]):
@@ -43,7 +48,7 @@ class FiuProfile(models.Model):
     # The deadline of a suspicious transaction report: business days after suspicion was formed,
     # skipping the weekend days (Monday is 0) and the profile's holidays.
     report_due_days = models.PositiveSmallIntegerField(default=10)
-    weekend = models.JSONField(default=list)  # [5, 6]: Saturday and Sunday
+    weekend = models.JSONField(default=default_weekend)  # Monday is 0; [] counts every day
     warn_days = models.PositiveSmallIntegerField(default=2)  # business days before the deadline
     # The FIU's wall clock: goAML dates carry no offset, so they are written in this zone.
     time_zone = models.CharField(max_length=64, default="UTC")
@@ -147,6 +152,7 @@ class Report(models.Model):
         APPROVED = "approved", "Approved, to submit"
         SUBMITTED = "submitted", "Submitted to the FIU"
         ACKNOWLEDGED = "acknowledged", "Acknowledged by the FIU"
+        ABANDONED = "abandoned", "Abandoned"
 
     class Channel(models.TextChoices):
         WEB_UPLOAD = "web_upload", "goAML web: XML upload"
@@ -172,6 +178,12 @@ class Report(models.Model):
     answered_on = models.DateField(null=True, blank=True)
     fiu_feedback = EncryptedTextField(blank=True, bind="key")  # the FIU's reason when it rejected the report
     deadline_escalated_at = models.DateTimeField(null=True, blank=True)
+    # Who drafted, saved, generated or sent the report: none of them is its four-eyes approver.
+    editors = models.JSONField(default=list)
+    approved_file = models.ForeignKey(
+        "ReportFile", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )  # the file a lead approved: the only one offered once approved
+    approved_at = models.DateTimeField(null=True, blank=True)
 
     objects = ReportQuerySet.as_manager()
 
@@ -217,12 +229,14 @@ class ReportFile(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     done = models.PositiveIntegerField(default=0)  # transactions written so far
     total = models.PositiveIntegerField(default=0)
-    faults = models.JSONField(default=list)  # [{"field", "label", "message", "path", "validator"}]
+    # The gate's faults told in the form's words (they may quote a name): encrypted, as JSON.
+    sealed_faults = EncryptedTextField(default="[]")
     submission_date = models.DateTimeField(null=True, blank=True)
     sha256 = models.CharField(max_length=64, blank=True)
     size = models.PositiveBigIntegerField(default=0)
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     requested_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)  # by the worker that runs it
     finished_at = models.DateTimeField(null=True, blank=True)
 
     objects = ReportFileQuerySet.as_manager()
@@ -233,6 +247,12 @@ class ReportFile(models.Model):
 
     def __str__(self) -> str:
         return f"file {self.pk} of {self.report}"
+
+    @property
+    def faults(self) -> list[dict[str, str]]:
+        """``[{"section", "field", "label", "message", "path"}]``."""
+        found: list[dict[str, str]] = json.loads(str(self.sealed_faults or "[]"))
+        return found
 
     @property
     def finished(self) -> bool:

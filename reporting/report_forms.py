@@ -325,7 +325,14 @@ class DraftForm(forms.Form):
             },
             "transactions": settings,
             "names": names,
+            "alerts": list(saved.get("alerts", [])),
         }
+
+
+class AbandonForm(forms.Form):
+    reason = forms.CharField(
+        max_length=500, label="Why the report is abandoned", help_text="Recorded in the audit ledger."
+    )
 
 
 class SubmissionRequestForm(forms.Form):

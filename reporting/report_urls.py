@@ -15,4 +15,5 @@ urlpatterns = [
     path("<int:pk>/files/<uuid:file>", report_views.report_download, name="download"),
     path("<int:pk>/submitted", report_views.report_submitted, name="submitted"),
     path("<int:pk>/answer", report_views.report_answer, name="answer"),
+    path("<int:pk>/abandon", report_views.report_abandon, name="abandon"),
 ]

@@ -24,13 +24,20 @@ from cases.models import Action, Case
 from caspix.access import requires
 from reporting import deadlines, drafting, reports
 from reporting.models import Report, ReportFile
-from reporting.report_forms import AnswerForm, DraftForm, StartForm, SubmissionRequestForm, SubmittedForm
+from reporting.report_forms import (
+    AbandonForm,
+    AnswerForm,
+    DraftForm,
+    StartForm,
+    SubmissionRequestForm,
+    SubmittedForm,
+)
 
 
 def _report_of(user: User | Any, pk: int) -> Report:
     found: Report | None = (
-        Report.objects.restrict(user, Action.VIEW)
-        .select_related("case", "case__queue", "profile", "created_by")
+        Report.objects.restrict(user, Action.WORK)  # a report is read by those who work its case
+        .select_related("case", "case__queue", "profile", "created_by", "approved_file")
         .annotate(workable=Exists(Case.objects.restrict(user, Action.WORK).filter(pk=OuterRef("case_id"))))
         .filter(pk=pk)
         .first()
@@ -50,7 +57,7 @@ def report_list(request: HttpRequest) -> HttpResponse:
     """The reports of the cases the reader may see, the most pressing first, with their deadlines."""
     today = timezone.localdate()
     shown = request.GET.get("show", "open")
-    listed = Report.objects.restrict(request.user, Action.VIEW).select_related("case", "profile")
+    listed = Report.objects.restrict(request.user, Action.WORK).select_related("case", "profile")
     if shown == "open":
         listed = listed.filter(status__in=reports.OPEN)
     elif shown == "waiting":
@@ -95,16 +102,26 @@ def report_new(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "reporting/report_new.html", {"case": subject, "form": form}, status=status)
 
 
+def _draft_form(report: Report, data: Any = None) -> DraftForm | None:
+    """The draft's form by the profile's current schema, with what alerts that joined the case
+    since the last save bring (blank where the bank's systems did not say)."""
+    schema = report.profile.current_schema()
+    if schema is None:
+        return None
+    content = drafting.loads(report)
+    drafting.refresh(content, report.case, report.profile, schema)
+    return DraftForm(data, report=report, content=content, schema=schema)
+
+
 def _page(
     request: HttpRequest, report: Report, *, draft: DraftForm | None = None, status: int = 200, **forms: Any
 ) -> HttpResponse:
     user = request.user
-    content = drafting.loads(report)
     latest = reports.latest_file(report)
-    schema = latest.schema if latest is not None else report.profile.current_schema()
     workable: bool = report.workable  # type: ignore[attr-defined]
-    if draft is None and report.editable and workable and schema is not None:
-        draft = DraftForm(report=report, content=content, schema=schema)
+    if draft is None and report.editable and workable:
+        draft = _draft_form(report)
+    content = draft.saved if draft is not None else drafting.loads(report)
     issues: dict[str, list[dict[str, str]]] = {}
     current = latest is not None and latest.revision == report.revision
     if latest is not None and current:
@@ -120,9 +137,9 @@ def _page(
         "issues": _anchored(latest.faults if latest is not None and current else [], draft),
         "latest": latest,
         "current": current,
-        "files": ReportFile.objects.of(report.case, user, Action.VIEW).filter(
-            report=report, status=ReportFile.Status.VALID
-        )[:10],
+        "offered": reports.downloadable(report),
+        "revision": forms.get("revision") or report.revision,
+        "abandon_form": forms.get("abandon_form") or AbandonForm(),
         "pending": pending,
         "may_decide": pending is not None
         and pending.maker_id != user.pk
@@ -201,23 +218,37 @@ def report(request: HttpRequest, pk: int) -> HttpResponse:
     subject = _report_of(request.user, pk)
     if request.method != "POST":
         return _page(request, subject)
-    schema = subject.profile.current_schema()
-    if not subject.editable or schema is None:
+    draft = _draft_form(subject, request.POST) if subject.editable else None
+    if draft is None:
         return _page(request, subject, status=409, errors=[f"{subject.reference} is not a draft: it cannot be edited."])
-    draft = DraftForm(request.POST, report=subject, content=drafting.loads(subject), schema=schema)
+    posted = request.POST.get("revision", "")
+    revision = int(posted) if posted.isdigit() else 0
     if not draft.is_valid():
-        return _page(request, subject, draft=draft, status=400)
+        return _page(request, subject, draft=draft, status=400, revision=revision)
     try:
-        revision = int(request.POST.get("revision", "0"))
-        reports.save(
+        saved = reports.save(
             subject,
             draft.content(),
             revision=revision,
             suspicion_on=draft.cleaned_data.get("report-suspicion_on"),
             acting_user=request.user,  # type: ignore[arg-type]
         )
-    except (ValidationError, PermissionDenied, ValueError) as error:
-        return _page(request, subject, draft=draft, status=409, errors=getattr(error, "messages", [str(error)]))
+        if request.POST.get("then") == "generate":
+            reports.request_generation(saved, revision=saved.revision, acting_user=request.user)  # type: ignore[arg-type]
+    except (ValidationError, PermissionDenied) as error:
+        # The revision the analyst saw stays on the page: saving again is refused again, never
+        # taken over another person's save.
+        return _page(
+            request,
+            subject,
+            draft=draft,
+            status=409,
+            errors=getattr(error, "messages", [str(error)]),
+            revision=revision,
+        )
+    if request.POST.get("then") == "generate":
+        messages.info(request, "The draft is saved; the file is being written and checked.")
+        return _back(subject, "file")
     messages.success(request, "The draft is saved. Generate the file to check it.")
     return _back(subject)
 
@@ -310,8 +341,22 @@ def report_download(request: HttpRequest, pk: int, file: str) -> HttpResponse:
     return response
 
 
+@requires(Perm.DRAFT_STR)
+@require_POST
+def report_abandon(request: HttpRequest, pk: int) -> HttpResponse:
+    """Give up a report not yet submitted, with the reason."""
+    return _tracked(
+        request,
+        pk,
+        AbandonForm(request.POST),
+        "abandon_form",
+        lambda subject, data: reports.abandon(subject, reason=data["reason"], acting_user=request.user),  # type: ignore[arg-type]
+        "{reference} is abandoned: its case may leave reporting.",
+    )
+
+
 def _tracked(
-    request: HttpRequest, pk: int, form: SubmittedForm | AnswerForm, name: str, act: Any, done: str
+    request: HttpRequest, pk: int, form: SubmittedForm | AnswerForm | AbandonForm, name: str, act: Any, done: str
 ) -> HttpResponse:
     """A tracking form posted: the action done, or the page again with the form saying why not."""
     subject = _report_of(request.user, pk)

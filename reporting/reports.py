@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import logging
 import tempfile
+import zoneinfo
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,6 +37,7 @@ from accounts.permissions import Perm
 from audit.events import EventType
 from audit.ledger import Actor, record
 from cases.casework import lock_to_work
+from cases.intake import sla_due
 from cases.models import Action, Case, Transaction
 from cases.workflow import decidable_by
 from reporting import deadlines, drafting
@@ -45,6 +48,7 @@ from reporting.models import FiuProfile, Report, ReportApproval, ReportFile, Rep
 logger = logging.getLogger(__name__)
 
 SUBMISSION = "report_submission"
+OPEN = (Report.Status.DRAFT, Report.Status.PENDING_APPROVAL, Report.Status.APPROVED)
 MAX_ISSUES = 200  # a file refused for more reasons shows the first ones (the count is kept)
 
 
@@ -86,13 +90,13 @@ def start(
         raise ValidationError(f"{profile.name} takes no reports: it has no current goAML schema")
     if report_code not in {code for code, _ in schema.codes("report_type")}:
         raise ValidationError(f"{report_code!r} is not a kind of report {profile.name} knows")
-    if suspicion_on > timezone.localdate():
+    if suspicion_on > deadlines.today(profile):
         raise ValidationError("suspicion cannot have been formed in the future")
     with transaction.atomic(durable=True):
         locked = lock_to_work(case, acting_user)
         if locked.status != Case.Status.STR:
             raise ValidationError(f"{locked.reference} is not in reporting: send it to reporting first")
-        if Report.objects.filter(case=locked).exclude(status=Report.Status.ACKNOWLEDGED).exists():
+        if Report.objects.filter(case=locked, status__in=OPEN).exists():
             raise ValidationError(f"{locked.reference} has a report in progress already")
         content = drafting.initial(locked, profile, schema)
         report = Report.objects.create(
@@ -103,6 +107,7 @@ def start(
             due_on=deadlines.due_on(profile, suspicion_on),
             content=drafting.dumps(content),
             created_by=acting_user,
+            editors=[acting_user.pk],
         )
         record(
             EventType.REPORT_DRAFTED,
@@ -130,10 +135,10 @@ def save(
 ) -> Report:
     """Save the draft as the analyst left it; refused when someone saved it since ``revision``."""
     require(acting_user, Perm.DRAFT_STR)
-    if suspicion_on is not None and suspicion_on > timezone.localdate():
-        raise ValidationError("suspicion cannot have been formed in the future")
     with transaction.atomic(durable=True):
         locked = _draft(report, acting_user)
+        if suspicion_on is not None and suspicion_on > deadlines.today(locked.profile):
+            raise ValidationError("suspicion cannot have been formed in the future")
         if locked.revision != revision:
             raise ValidationError(
                 f"{locked.reference} was saved by someone else meanwhile (revision {locked.revision}): "
@@ -142,21 +147,54 @@ def save(
         before = drafting.loads(locked)
         changed = sorted(key for key in set(before) | set(content) if before.get(key) != content.get(key))
         locked.content = drafting.dumps(content)
+        dates: dict[str, Any] = {}
         if suspicion_on is not None and suspicion_on != locked.suspicion_on:
             changed.append("suspicion_on")
+            dates["before"] = {"suspicion_on": locked.suspicion_on.isoformat(), "due_on": locked.due_on.isoformat()}
             locked.suspicion_on = suspicion_on
-            locked.due_on = deadlines.due_on(locked.profile, suspicion_on)
+            redate(locked)
         locked.revision += 1
         locked.updated_at = timezone.now()
-        locked.save(update_fields=["content", "suspicion_on", "due_on", "revision", "updated_at"])
+        _edited_by(locked, acting_user)
+        locked.save(
+            update_fields=[
+                "content",
+                "suspicion_on",
+                "due_on",
+                "deadline_escalated_at",
+                "revision",
+                "updated_at",
+                "editors",
+            ]
+        )
         record(
             EventType.REPORT_SAVED,
             actor=actor_of(acting_user),
             object_type="report",
             object_id=locked.pk,
-            after={"revision": locked.revision, "changed": changed, "due_on": locked.due_on.isoformat()},
+            before=dates.get("before"),
+            after={
+                "revision": locked.revision,
+                "changed": changed,
+                "suspicion_on": locked.suspicion_on.isoformat(),
+                "due_on": locked.due_on.isoformat(),
+            },
         )
     return locked
+
+
+def _edited_by(report: Report, user: User) -> None:
+    if user.pk not in report.editors:
+        report.editors = [*report.editors, user.pk]
+
+
+def redate(report: Report) -> None:
+    """The deadline from the suspicion date and the FIU's calendar; a report whose deadline moves
+    later may be escalated again when it comes close."""
+    due = deadlines.due_on(report.profile, report.suspicion_on)
+    if due > report.due_on:
+        report.deadline_escalated_at = None
+    report.due_on = due
 
 
 # --- generation ----------------------------------------------------------------------------------------
@@ -180,6 +218,8 @@ def request_generation(report: Report, *, revision: int, acting_user: User) -> R
         made = ReportFile.objects.create(
             report=locked, revision=locked.revision, schema=schema, total=total, requested_by=acting_user
         )
+        _edited_by(locked, acting_user)
+        locked.save(update_fields=["editors"])
         record(
             EventType.REPORT_GENERATION_REQUESTED,
             actor=actor_of(acting_user),
@@ -187,17 +227,19 @@ def request_generation(report: Report, *, revision: int, acting_user: User) -> R
             object_id=locked.pk,
             after={"file": str(made.pk), "revision": locked.revision, "schema": schema.sha256, "transactions": total},
         )
-        transaction.on_commit(lambda: generate_report.delay(str(made.pk)))
+        # robust: a broker that is down leaves the file queued (generate again), not a failed page
+        transaction.on_commit(lambda: generate_report.delay(str(made.pk)), robust=True)
     return made
 
 
 def generate(file_id: str) -> ReportFile | None:
     """Write the file of a queued generation and put it through the gate (the worker's part).
 
-    Idempotent: a file no longer queued (done, or taken by a live worker) is left alone; one
-    left running longer than a task may run (its worker died, and the broker delivers the task
-    again) is taken again. The file is kept, encrypted, only when the gate passes it; otherwise
-    its faults are kept, each told in the form's words.
+    Idempotent: a file no longer queued (done, or taken by a live worker) is left alone; one a
+    worker started longer ago than a task may run (the worker died; the broker delivers the task
+    again) is taken again, and only the run that holds the file finishes it. The file is kept,
+    encrypted, only when the gate passes it; otherwise its faults are kept, each told in the
+    form's words.
     """
     abandoned = timezone.now() - datetime.timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
     with transaction.atomic(durable=True):
@@ -205,15 +247,13 @@ def generate(file_id: str) -> ReportFile | None:
             ReportFile.objects.select_for_update(skip_locked=True)
             .select_related("report__profile", "report__case", "schema")
             .filter(pk=file_id)
-            .filter(
-                Q(status=ReportFile.Status.QUEUED) | Q(status=ReportFile.Status.RUNNING, requested_at__lt=abandoned)
-            )
+            .filter(Q(status=ReportFile.Status.QUEUED) | Q(status=ReportFile.Status.RUNNING, started_at__lt=abandoned))
             .first()
         )
         if made is None:
             return None
-        made.status = ReportFile.Status.RUNNING
-        made.save(update_fields=["status"])
+        made.status, made.started_at = ReportFile.Status.RUNNING, timezone.now()
+        made.save(update_fields=["status", "started_at"])
     report, schema = made.report, made.schema
     try:
         issues, data = _write_and_check(made, report, schema)
@@ -231,12 +271,15 @@ def _write_and_check(made: ReportFile, report: Report, schema: Any) -> tuple[lis
         stale = drafting.Issue("report", "report-reason", "Draft", "The draft was saved since: generate it again.")
         return [stale], b""
     content = drafting.loads(report)
+    # Alerts that joined the case since the draft was saved: their new parts are blank in it,
+    # and the rules below refuse the file until the analyst completes them.
+    drafting.refresh(content, report.case, report.profile, schema)
     builder = drafting.Builder(report, content, schema)
     submission = timezone.now()
     made.submission_date = submission
 
     def progress(done: int) -> None:
-        ReportFile.objects.filter(pk=made.pk).update(done=done)
+        ReportFile.objects.filter(pk=made.pk, started_at=made.started_at).update(done=done)
 
     document = builder.document(submission, progress)
     shape = _shape(bytes(schema.xsd))
@@ -254,7 +297,7 @@ def _write_and_check(made: ReportFile, report: Report, schema: Any) -> tuple[lis
             if not faults:
                 out.seek(0)
                 data = out.read()  # kept, encrypted, only when the gate passed it
-    ReportFile.objects.filter(pk=made.pk).update(done=len(builder.locator.rows))
+    made.done = len(builder.locator.rows)
     excluded = content["transactions"].get("excluded", [])
     last = (
         Transaction.objects.filter(alert__case=report.case_id)
@@ -263,6 +306,7 @@ def _write_and_check(made: ReportFile, report: Report, schema: Any) -> tuple[lis
     )
     last_local = last.astimezone(builder.zone) if last is not None else None
     business = drafting.business_faults(report, content, schema, submission.astimezone(builder.zone).date(), last_local)
+    business += list(builder.problems.values())
     business += [
         drafting.Issue("names", "names", drafting.LABELS["names"], f"Confirm how “{name}” is written for the FIU.")
         for name in builder.spell.unconfirmed
@@ -294,15 +338,23 @@ def _shape(xsd: bytes) -> xml.Shape:
 
 
 def _finish(made: ReportFile, status: str, issues: list[drafting.Issue], data: bytes | None) -> None:
+    """Record the verdict, if this run still holds the file (another may have taken it over)."""
     with transaction.atomic(durable=True):
+        held = (
+            ReportFile.objects.select_for_update()
+            .filter(pk=made.pk, status=ReportFile.Status.RUNNING, started_at=made.started_at)
+            .exists()
+        )
+        if not held:
+            return
         made.status = status
-        made.faults = [issue.as_dict() for issue in issues[:MAX_ISSUES]]
+        made.sealed_faults = json.dumps([issue.as_dict() for issue in issues[:MAX_ISSUES]], ensure_ascii=False)
         made.finished_at = timezone.now()
         if data is not None:
             made.sha256 = hashlib.sha256(data).hexdigest()
             made.size = len(data)
             ReportFileContent.objects.create(file=made, data=data)
-        made.save(update_fields=["status", "faults", "finished_at", "sha256", "size", "submission_date"])
+        made.save(update_fields=["status", "sealed_faults", "finished_at", "sha256", "size", "submission_date", "done"])
         record(
             EventType.REPORT_GENERATED,
             actor=Actor.system("report generation"),
@@ -332,6 +384,7 @@ def request_submission(report: Report, *, reason: str, acting_user: User) -> App
     require(acting_user, Perm.DRAFT_STR)
     with transaction.atomic(durable=True):
         locked = _draft(report, acting_user)
+        _in_reporting(locked)
         made = latest_file(locked)
         if made is None or made.status != ReportFile.Status.VALID or made.revision != locked.revision:
             raise ValidationError(
@@ -347,7 +400,8 @@ def request_submission(report: Report, *, reason: str, acting_user: User) -> App
         )
         ReportApproval.objects.create(report=locked, file=made, request=request)
         locked.status = Report.Status.PENDING_APPROVAL
-        locked.save(update_fields=["status"])
+        _edited_by(locked, acting_user)
+        locked.save(update_fields=["status", "editors"])
         record(
             EventType.REPORT_SUBMISSION_REQUESTED,
             actor=actor_of(acting_user),
@@ -356,6 +410,12 @@ def request_submission(report: Report, *, reason: str, acting_user: User) -> App
             after={"approval": request.pk, "file": str(made.pk), "sha256": made.sha256},
         )
     return request
+
+
+def _in_reporting(report: Report) -> None:
+    case = Case.objects.get(pk=report.case_id)
+    if case.status != Case.Status.STR:
+        raise ValidationError(f"{case.reference} is no longer in reporting: its report is not submitted")
 
 
 def pending_request(report: Report) -> ApprovalRequest | None:
@@ -373,20 +433,20 @@ def _validate_submission(payload: Mapping[str, Any], maker: User) -> None:
     made = ReportFile.objects.filter(pk=payload["file"], report_id=payload["report"]).first()
     if made is None or made.status != ReportFile.Status.VALID or made.sha256 != payload["sha256"]:
         raise ValidationError("the file to submit is not the one the request names")
-    if not Report.objects.restrict(maker, Action.WORK).filter(pk=payload["report"]).exists():
+    report = Report.objects.restrict(maker, Action.WORK).filter(pk=payload["report"]).first()
+    if report is None:
         raise ValidationError("the person who asked no longer works the report's case")
+    _in_reporting(report)
 
 
 def _may_decide(payload: Mapping[str, Any], approver: User) -> bool:
-    """A lead of the team that owns the case, who neither drafted the report nor generated the
-    file: the second pair of eyes has not worked on what it approves."""
-    report, made = payload.get("report"), payload.get("file")
-    if not isinstance(report, int) or not isinstance(made, str):
+    """A lead of the team that owns the case who has not worked on the report: not whoever
+    drafted it, saved it, generated a file of it or asked for the approval."""
+    report = payload.get("report")
+    if not isinstance(report, int) or not decidable_by(approver).filter(reports__pk=report).exists():
         return False
-    if not decidable_by(approver).filter(reports__pk=report).exists():
-        return False
-    involved = Report.objects.filter(pk=report, created_by=approver).exists()
-    return not (involved or ReportFile.objects.filter(pk=made, requested_by=approver).exists())
+    editors = Report.objects.filter(pk=report).values_list("editors", flat=True).first() or []
+    return approver.pk not in editors
 
 
 def _own_request(request: ApprovalRequest) -> Report:
@@ -404,7 +464,8 @@ def _execute_submission(request: ApprovalRequest, approver: User) -> None:
     if hashlib.sha256(bytes(made.data)).hexdigest() != request.payload["sha256"]:
         raise ValidationError("the stored file no longer matches its SHA-256: report it to security")
     report.status = Report.Status.APPROVED
-    report.save(update_fields=["status"])
+    report.approved_file_id, report.approved_at = made.file_id, timezone.now()
+    report.save(update_fields=["status", "approved_file", "approved_at"])
     record(
         EventType.REPORT_APPROVED,
         actor=actor_of(approver),
@@ -425,7 +486,8 @@ def _decline_submission(request: ApprovalRequest, decider: User | None) -> None:
     if report.status != Report.Status.PENDING_APPROVAL:
         return
     report.status = Report.Status.DRAFT
-    report.save(update_fields=["status"])
+    report.revision += 1  # the declined file is never sent for approval again, to another lead
+    report.save(update_fields=["status", "revision"])
     record(
         EventType.REPORT_APPROVAL_DECLINED,
         actor=actor_of(decider) if decider is not None else Actor.system("approval expiry"),
@@ -452,20 +514,31 @@ approvals.register(
 # --- the file, and what the FIU said ----------------------------------------------------------------------
 
 
+def downloadable(report: Report) -> ReportFile | None:
+    """The one file of a report that may be read: the approved one once a lead approved it, the
+    one waiting for approval while it waits, else the draft's latest file the gate passed."""
+    if report.status in (Report.Status.APPROVED, Report.Status.SUBMITTED, Report.Status.ACKNOWLEDGED):
+        return report.approved_file
+    if report.status == Report.Status.PENDING_APPROVAL:
+        link = ReportApproval.objects.filter(report=report, request__status=ApprovalRequest.Status.PENDING).first()
+        return link.file if link is not None else None
+    latest = latest_file(report)
+    if latest is None or latest.status != ReportFile.Status.VALID or latest.revision != report.revision:
+        return None
+    return latest
+
+
 def download(report: Report, file_id: str, *, acting_user: User) -> tuple[ReportFile, bytes]:
-    """A generated file's bytes, checked against their SHA-256; each download is recorded."""
+    """The report's file (:func:`downloadable`), its bytes checked against their SHA-256; each
+    download is recorded. Only those who may work the report's case read it."""
     if not (acting_user.has_perm(Perm.DRAFT_STR) or acting_user.has_perm(Perm.APPROVE_STR)):
         raise PermissionDenied("only those who draft or approve reports download them")
-    made = (
-        ReportFile.objects.restrict(acting_user, Action.VIEW)
-        .filter(report=report, pk=file_id, status=ReportFile.Status.VALID)
-        .select_related("content", "report")
-        .first()
-    )
-    if made is None:
-        raise ReportFile.DoesNotExist("there is no such file of this report")
-    data = bytes(made.content.data)
-    if hashlib.sha256(data).hexdigest() != made.sha256:
+    reached = Report.objects.restrict(acting_user, Action.WORK).filter(pk=report.pk).first()
+    offered = downloadable(reached) if reached is not None else None
+    if offered is None or str(offered.pk) != str(file_id):
+        raise ReportFile.DoesNotExist("there is no such file of this report to read")
+    data = bytes(ReportFileContent.objects.get(file=offered).data)
+    if hashlib.sha256(data).hexdigest() != offered.sha256:
         raise ValidationError("the file no longer matches its SHA-256: it is withheld, report it to security")
     with transaction.atomic(durable=True):
         record(
@@ -473,9 +546,9 @@ def download(report: Report, file_id: str, *, acting_user: User) -> tuple[Report
             actor=actor_of(acting_user),
             object_type="report",
             object_id=report.pk,
-            after={"file": str(made.pk), "sha256": made.sha256},
+            after={"file": str(offered.pk), "sha256": offered.sha256, "status": reached.status if reached else ""},
         )
-    return made, data
+    return offered, data
 
 
 def mark_submitted(
@@ -487,14 +560,17 @@ def mark_submitted(
         raise ValidationError(f"unknown channel {channel!r}")
     if not fiu_ref_number.strip():
         raise ValidationError("the FIU's reference of the submission is required")
-    if submitted_on > timezone.localdate():
-        raise ValidationError("a report cannot have been submitted in the future")
     with transaction.atomic(durable=True):
         locked = _lock(report, acting_user)
-        if locked.status != Report.Status.APPROVED:
+        if locked.status != Report.Status.APPROVED or locked.approved_file is None or locked.approved_at is None:
             raise ValidationError(
                 f"{locked.reference} is {locked.get_status_display().lower()}: only an approved report is submitted"
             )
+        zone = zoneinfo.ZoneInfo(locked.profile.time_zone)
+        if submitted_on > deadlines.today(locked.profile):
+            raise ValidationError("a report cannot have been submitted in the future")
+        if submitted_on < locked.approved_at.astimezone(zone).date():
+            raise ValidationError("a report cannot have been submitted before it was approved")
         locked.status = Report.Status.SUBMITTED
         locked.fiu_ref_number, locked.submitted_on, locked.channel = fiu_ref_number.strip(), submitted_on, channel
         locked.save(update_fields=["status", "fiu_ref_number", "submitted_on", "channel"])
@@ -508,6 +584,8 @@ def mark_submitted(
                 "submitted_on": submitted_on.isoformat(),
                 "channel": channel,
                 "late": submitted_on > locked.due_on,
+                "file": str(locked.approved_file.pk),
+                "sha256": locked.approved_file.sha256,
             },
         )
     return locked
@@ -518,12 +596,12 @@ def record_answer(
 ) -> Report:
     """The FIU's answer: acknowledged, or rejected with its reason (the report is a draft again)."""
     require(acting_user, Perm.DRAFT_STR)
-    if answered_on > timezone.localdate():
-        raise ValidationError("the FIU cannot have answered in the future")
     if not accepted and not feedback.strip():
         raise ValidationError("a rejection states the FIU's reason")
     with transaction.atomic(durable=True):
         locked = _lock(report, acting_user)
+        if answered_on > deadlines.today(locked.profile):
+            raise ValidationError("the FIU cannot have answered in the future")
         if locked.status != Report.Status.SUBMITTED:
             raise ValidationError(f"{locked.reference} is not waiting for the FIU's answer")
         if locked.submitted_on is not None and answered_on < locked.submitted_on:
@@ -536,7 +614,8 @@ def record_answer(
         else:
             locked.status = Report.Status.DRAFT
             locked.revision += 1  # the file the FIU refused is never sent for approval again
-            fields.append("revision")
+            locked.approved_file, locked.approved_at = None, None
+            fields += ["revision", "approved_file", "approved_at"]
             event = EventType.REPORT_REJECTED
         locked.save(update_fields=fields)
         record(
@@ -554,20 +633,58 @@ def record_answer(
     return locked
 
 
-# --- deadlines --------------------------------------------------------------------------------------------
+def abandon(report: Report, *, reason: str, acting_user: User) -> Report:
+    """Give up a report not yet submitted (a draft, or an approved file not sent), with the
+    reason: the case may then leave reporting. A report waiting for approval is decided first."""
+    require(acting_user, Perm.DRAFT_STR)
+    if not reason.strip():
+        raise ValidationError("say why the report is abandoned")
+    with transaction.atomic(durable=True):
+        locked = _lock(report, acting_user)
+        if locked.status not in (Report.Status.DRAFT, Report.Status.APPROVED):
+            raise ValidationError(
+                f"{locked.reference} is {locked.get_status_display().lower()}: only a draft or an approved report "
+                "not yet submitted is abandoned"
+            )
+        before = locked.status
+        locked.status = Report.Status.ABANDONED
+        locked.save(update_fields=["status"])
+        record(
+            EventType.REPORT_ABANDONED,
+            actor=actor_of(acting_user),
+            object_type="report",
+            object_id=locked.pk,
+            reason=reason.strip(),
+            before={"status": before},
+            after={"status": locked.status},
+        )
+    return locked
 
-OPEN = (Report.Status.DRAFT, Report.Status.PENDING_APPROVAL, Report.Status.APPROVED)
+
+def open_report_of(case: Case) -> str | None:
+    """Why ``case`` may not leave reporting: a report of it still in progress (or None)."""
+    found = Report.objects.filter(case_id=case.pk, status__in=OPEN).first()
+    if found is None:
+        return None
+    return (
+        f"{found.reference} is {found.get_status_display().lower()}: submit it or abandon it before "
+        f"{case.reference} leaves reporting"
+    )
+
+
+# --- deadlines --------------------------------------------------------------------------------------------
 
 
 def escalate_deadlines(today: datetime.date | None = None) -> int:
     """Raise the case of every report due soon or overdue to critical priority, once, with a
-    ledger event: it goes to the top of its queue. Returns how many were escalated."""
-    today = today or timezone.localdate()
+    ledger event: it goes to the top of its queue (its SLA follows, as for any change of
+    priority). ``today`` is each FIU's own unless given. Returns how many were escalated."""
     escalated = 0
     candidates = Report.objects.filter(status__in=OPEN, deadline_escalated_at__isnull=True).select_related("profile")
     calendars: deadlines.Calendars = {}
     for report in candidates.iterator():
-        state, left = deadlines.standing(report.profile, report.due_on, today, calendars)
+        day = today or deadlines.today(report.profile)
+        state, left = deadlines.standing(report.profile, report.due_on, day, calendars)
         if state == deadlines.Standing.ON_TIME:
             continue
         with transaction.atomic(durable=True):
@@ -580,9 +697,20 @@ def escalate_deadlines(today: datetime.date | None = None) -> int:
                 continue
             case = Case.objects.select_for_update().get(pk=locked.case_id)
             before = case.priority
-            if case.priority < Case.Priority.CRITICAL:
+            if case.priority < Case.Priority.CRITICAL and case.status != Case.Status.CLOSED:
+                sla_before = case.sla_due_at.isoformat() if case.sla_due_at else None
                 case.priority = Case.Priority.CRITICAL
-                case.save(update_fields=["priority"])
+                case.sla_due_at = sla_due(case.priority, case.opened_at)
+                case.save(update_fields=["priority", "sla_due_at"])
+                record(
+                    EventType.CASE_PRIORITY_CHANGED,
+                    actor=Actor.system("report deadlines"),
+                    object_type="case",
+                    object_id=case.pk,
+                    reason=f"{locked.reference} {str(state).replace('_', ' ')}",
+                    before={"priority": Case.Priority(before).label, "sla_due_at": sla_before},
+                    after={"priority": case.get_priority_display(), "sla_due_at": case.sla_due_at.isoformat()},
+                )
             locked.deadline_escalated_at = timezone.now()
             locked.save(update_fields=["deadline_escalated_at"])
             record(

@@ -156,6 +156,7 @@ MATRIX: tuple[Entry, ...] = (
     Entry("reports:download", "GET", only(404, *CASEWORK), lambda w, p, o: {"pk": MISSING_PK, "file": NOWHERE}),
     Entry("reports:submitted", "POST", only(404, *CASEWORK), lambda w, p, o: {"pk": MISSING_PK}),
     Entry("reports:answer", "POST", only(404, *CASEWORK), lambda w, p, o: {"pk": MISSING_PK}),
+    Entry("reports:abandon", "POST", only(404, *CASEWORK), lambda w, p, o: {"pk": MISSING_PK}),
     Entry("routing_rules:list", "GET", only(200, ADMIN)),
     Entry("routing_rules:list", "POST", only(400, ADMIN)),
     Entry("routing_rules:detail", "GET", only(404, ADMIN), lambda w, p, o: {"pk": 999_999}),

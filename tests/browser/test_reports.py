@@ -39,7 +39,7 @@ def test_an_analyst_drafts_a_report_and_a_lead_approves_it(
     assert serious_violations(page) == []
 
     # generated as it is: refused, every fault beside its field
-    page.get_by_role("button", name="Generate and check the file").click()
+    page.get_by_role("button", name="Save and generate the file").click()
     page.locator("#faults").wait_for()
     assert "Reason for suspicion" in page.locator("#faults").inner_text()
     page.locator("#faults a", has_text="Reason for suspicion").first.click()
@@ -59,7 +59,7 @@ def test_an_analyst_drafts_a_report_and_a_lead_approves_it(
     page.get_by_role("button", name="Save the draft").click()
     page.wait_for_url(f"**/reports/{report.pk}/")
     assert "The draft is saved" in page.locator(".messages").inner_text()
-    page.get_by_role("button", name="Generate and check the file").click()
+    page.get_by_role("button", name="Save and generate the file").click()
     page.get_by_role("button", name="Send for approval").wait_for()
     assert "Valid" in page.locator("#progress").inner_text()
     page.get_by_role("button", name="Send for approval").click()

@@ -14,11 +14,16 @@ UAE = "goaml-uae-5.0.2/goAMLSchema.strict-validators.xsd"
 UAE_AS_ISSUED = "goaml-uae-5.0.2/goAMLSchema.xsd"
 GENERIC = "goaml-generic-5.0.1/goAMLSchema.xsd"
 PPATK = "goaml-ppatk-4.0.2/goAMLSchema.xsd"
+# Caspix's own goAML-shaped test schema (tests/reporting/data): always there, so the report
+# workflow is tested whether or not the FIUs' reference data is.
+OWN = "own"
+OWN_SCHEMA = Path(__file__).resolve().parent / "data" / "goaml-test.xsd"
 
 
 def fiu_file(relative: str) -> bytes:
-    """The bytes of a reference file, or a skip that says where it was looked for."""
-    path = FIU_DATA / relative
+    """The bytes of a reference file (or of the own test schema), or a skip that says where it
+    was looked for."""
+    path = OWN_SCHEMA if relative == OWN else FIU_DATA / relative
     if not path.exists():
         pytest.skip(f"the FIU reference data is not at {FIU_DATA} (set CASPIX_FIU_DATA): {relative} is needed")
     return path.read_bytes()

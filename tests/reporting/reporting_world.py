@@ -16,7 +16,7 @@ from cases.models import Account, Alert, ApiClient, Case, Party, Transaction
 from reporting import actions, reports
 from reporting.models import FiuProfile, Report
 from tests.personas import World, build_world
-from tests.reporting.fiu import GENERIC, UAE, fiu_file
+from tests.reporting.fiu import GENERIC, OWN, fiu_file
 
 IBAN = "AE070331234567890123456"
 
@@ -48,7 +48,7 @@ def schema_of(setup: Reporting) -> Any:
     return schema
 
 
-def profile_of(admin: User, relative: str = UAE, slug: str = "uae") -> FiuProfile:
+def profile_of(admin: User, relative: str = OWN, slug: str = "uae") -> FiuProfile:
     generic = relative == GENERIC
     return actions.create_profile(
         slug=slug,
@@ -100,7 +100,7 @@ def payment(
     return made
 
 
-def build(relative: str = UAE, *, name: str = "Layla Hassan", local: str = "AED") -> Reporting:
+def build(relative: str = OWN, *, name: str = "Layla Hassan", local: str = "AED") -> Reporting:
     world = build_world()
     profile = profile_of(world.users["admin"], relative, "generic" if relative == GENERIC else "uae")
     party = Party(country="AE")
@@ -258,3 +258,32 @@ def as_entity(content: dict[str, Any], schema: Any) -> dict[str, Any]:
     for held in content["accounts"].values():
         held["account_name"] = "Hassan General Trading LLC"
     return content
+
+
+def generated(report: Report, user: User) -> Any:
+    """The report's file, generated as the worker does it, from the draft as saved."""
+    from reporting.models import ReportFile
+
+    report.refresh_from_db()
+    made = reports.request_generation(report, revision=report.revision, acting_user=user)
+    reports.generate(str(made.pk))
+    return ReportFile.objects.get(pk=made.pk)
+
+
+def ready(setup: Reporting) -> tuple[Report, Any, Any]:
+    """A completed draft, its file passed by the gate, sent for approval."""
+    report = drafted(setup)
+    made = generated(report, setup.analyst)
+    request = reports.request_submission(report, reason="Ready", acting_user=setup.analyst)
+    report.refresh_from_db()
+    return report, made, request
+
+
+def approved(setup: Reporting) -> Report:
+    """A report the lead approved."""
+    from accounts import approvals
+
+    report, _, request = ready(setup)
+    approvals.approve(request.pk, acting_user=setup.lead, seen_hash=request.payload_hash)
+    report.refresh_from_db()
+    return report

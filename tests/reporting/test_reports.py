@@ -26,7 +26,7 @@ from reporting.report_forms import DraftForm
 from tests.conftest import client_for
 from tests.recorded import events
 from tests.reporting import reporting_world as rw
-from tests.reporting.fiu import GENERIC, UAE
+from tests.reporting.fiu import GENERIC, OWN, UAE
 
 pytestmark = pytest.mark.django_db
 
@@ -34,13 +34,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def setup(db: None) -> rw.Reporting:
     return rw.build()
-
-
-def generated(report: Report, user: Any) -> ReportFile:
-    made = reports.request_generation(report, revision=report.revision, acting_user=user)
-    reports.generate(str(made.pk))
-    made.refresh_from_db()
-    return made
 
 
 def named(name: str) -> list[dict[str, Any]]:
@@ -142,11 +135,11 @@ def test_a_stale_save_is_refused_and_changes_nothing(setup: rw.Reporting) -> Non
 # --- generation and the gate -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("relative", [UAE, GENERIC])
+@pytest.mark.parametrize("relative", [OWN, UAE, GENERIC])
 def test_a_complete_draft_validates_against_the_fiu_schema(relative: str) -> None:
-    setup = rw.build(relative, local="AED" if relative == UAE else "EUR")
+    setup = rw.build(relative, local="EUR" if relative == GENERIC else "AED")
     report = rw.drafted(setup)
-    made = generated(report, setup.analyst)
+    made = rw.generated(report, setup.analyst)
     assert made.status == ReportFile.Status.VALID, made.faults
     assert made.done == made.total == 4
     data = bytes(ReportFileContent.objects.get(file=made).data)
@@ -164,7 +157,7 @@ def test_a_complete_draft_validates_against_the_fiu_schema(relative: str) -> Non
 
 
 def test_the_file_carries_persons_and_entities_on_both_sides_and_a_foreign_amount(setup: rw.Reporting) -> None:
-    made = generated(rw.drafted(setup), setup.analyst)
+    made = rw.generated(rw.drafted(setup), setup.analyst)
     root = xml_of(made)
     transactions = root.findall("transaction")
     sides = [[child.tag for child in tx if child.tag.startswith("t_")] for tx in transactions]
@@ -184,7 +177,7 @@ def test_an_incomplete_draft_is_refused_with_each_fault_beside_its_field(setup: 
     report = reports.start(
         setup.case, setup.profile, report_code="STR", suspicion_on=timezone.localdate(), acting_user=setup.analyst
     )
-    made = generated(report, setup.analyst)
+    made = rw.generated(report, setup.analyst)
     assert made.status == ReportFile.Status.INVALID
     assert not ReportFileContent.objects.filter(file=made).exists()  # nothing kept of a refused file
     fields = {fault["field"] for fault in made.faults}
@@ -204,7 +197,7 @@ def test_a_schema_fault_names_the_field_in_plain_words(setup: rw.Reporting) -> N
     [key] = content["accounts"]
     content["accounts"][key]["branch"] = ""
     report = reports.save(report, content, revision=report.revision, acting_user=setup.analyst)
-    made = generated(report, setup.analyst)
+    made = rw.generated(report, setup.analyst)
     assert made.status == ReportFile.Status.INVALID
     faults = [fault for fault in made.faults if fault["field"] == f"account-{key}-branch"]
     assert faults
@@ -215,7 +208,7 @@ def test_a_schema_fault_names_the_field_in_plain_words(setup: rw.Reporting) -> N
 def test_a_transaction_after_the_submission_is_refused(setup: rw.Reporting) -> None:
     client = rw.client_of(setup)
     rw.payment(setup.case, setup.party, client, account=setup.account, when=timezone.now() + datetime.timedelta(days=3))
-    made = generated(rw.drafted(setup), setup.analyst)
+    made = rw.generated(rw.drafted(setup), setup.analyst)
     assert made.status == ReportFile.Status.INVALID
     assert any("after the submission" in fault["message"] for fault in made.faults)
 
@@ -226,12 +219,12 @@ def test_a_name_needing_transliteration_is_written_only_once_confirmed() -> None
     content = drafting.loads(report)
     found = {t.original: t.value for t in drafting.names_to_confirm(content, rw.schema_of(setup))}
     assert found == {"José": "Jose", "Müller": "Muller", "José Müller": "Jose Muller"}
-    made = generated(report, setup.analyst)
+    made = rw.generated(report, setup.analyst)
     assert made.status == ReportFile.Status.INVALID
     assert {fault["section"] for fault in made.faults} == {"names"}
     content["names"] = {"José": "Jose", "Müller": "Mueller", "José Müller": "Jose Mueller"}  # as the passport spells it
     report = reports.save(report, content, revision=report.revision, acting_user=setup.analyst)
-    made = generated(report, setup.analyst)
+    made = rw.generated(report, setup.analyst)
     assert made.status == ReportFile.Status.VALID, made.faults
     assert xml_of(made).find(".//signatory/t_person/last_name").text == "Mueller"
 
@@ -245,7 +238,7 @@ def test_a_stale_generation_is_left_alone_and_a_finished_one_is_not_redone(setup
 
 
 def test_the_database_refuses_to_change_a_generated_file(setup: rw.Reporting) -> None:
-    made = generated(rw.drafted(setup), setup.analyst)
+    made = rw.generated(rw.drafted(setup), setup.analyst)
     for statement in ("UPDATE reporting_reportfilecontent SET data = data", "DELETE FROM reporting_reportfilecontent"):
         with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(statement)
@@ -255,16 +248,8 @@ def test_the_database_refuses_to_change_a_generated_file(setup: rw.Reporting) ->
 # --- four-eyes -----------------------------------------------------------------------------------------
 
 
-def ready(setup: rw.Reporting) -> tuple[Report, ReportFile, Any]:
-    report = rw.drafted(setup)
-    made = generated(report, setup.analyst)
-    request = reports.request_submission(report, reason="Ready", acting_user=setup.analyst)
-    report.refresh_from_db()
-    return report, made, request
-
-
 def test_a_lead_of_the_team_approves_the_exact_file(setup: rw.Reporting) -> None:
-    report, made, request = ready(setup)
+    report, made, request = rw.ready(setup)
     assert report.status == Report.Status.PENDING_APPROVAL
     assert request.payload == {"report": report.pk, "file": str(made.pk), "sha256": made.sha256}
     with pytest.raises(ValidationError, match="not a draft"):
@@ -282,7 +267,7 @@ def test_a_lead_of_the_team_approves_the_exact_file(setup: rw.Reporting) -> None
 
 
 def test_a_rejected_approval_returns_the_report_to_draft(setup: rw.Reporting) -> None:
-    report, _, request = ready(setup)
+    report, _, request = rw.ready(setup)
     approvals.reject(request.pk, acting_user=setup.lead, reason="Narrative too thin")
     report.refresh_from_db()
     assert report.status == Report.Status.DRAFT
@@ -290,7 +275,7 @@ def test_a_rejected_approval_returns_the_report_to_draft(setup: rw.Reporting) ->
 
 
 def test_a_file_altered_at_rest_is_not_approved(setup: rw.Reporting) -> None:
-    report, made, request = ready(setup)
+    report, made, request = rw.ready(setup)
     ReportFile.objects.filter(pk=made.pk).update(sha256="0" * 64)
     with pytest.raises(approvals.ApprovalRefusedError, match="the file to submit is not the one the request names"):
         approvals.approve(request.pk, acting_user=setup.lead, seen_hash=request.payload_hash)
@@ -302,7 +287,7 @@ def test_a_file_altered_at_rest_is_not_approved(setup: rw.Reporting) -> None:
 
 
 def test_each_download_is_checked_and_recorded(setup: rw.Reporting) -> None:
-    report, made, _ = ready(setup)
+    report, made, _ = rw.ready(setup)
     response = client_for(setup.lead).get(reverse("reports:download", args=[report.pk, made.pk]))
     assert response.status_code == 200
     assert hashlib.sha256(response.content).hexdigest() == made.sha256
@@ -319,15 +304,8 @@ def test_each_download_is_checked_and_recorded(setup: rw.Reporting) -> None:
     )
 
 
-def approved(setup: rw.Reporting) -> Report:
-    report, _, request = ready(setup)
-    approvals.approve(request.pk, acting_user=setup.lead, seen_hash=request.payload_hash)
-    report.refresh_from_db()
-    return report
-
-
 def test_a_submission_is_tracked_to_the_fiu_acknowledgement(setup: rw.Reporting) -> None:
-    report = approved(setup)
+    report = rw.approved(setup)
     today = timezone.localdate()
     with pytest.raises(ValidationError, match="future"):
         reports.mark_submitted(
@@ -352,7 +330,7 @@ def test_a_submission_is_tracked_to_the_fiu_acknowledgement(setup: rw.Reporting)
 
 
 def test_a_rejection_by_the_fiu_returns_the_report_to_draft_with_its_reason(setup: rw.Reporting) -> None:
-    report = approved(setup)
+    report = rw.approved(setup)
     today = timezone.localdate()
     reports.mark_submitted(report, fiu_ref_number="R-9", submitted_on=today, channel="api", acting_user=setup.analyst)
     with pytest.raises(ValidationError, match="states the FIU's reason"):
@@ -441,7 +419,7 @@ def test_a_future_birthdate_is_refused_by_the_form(setup: rw.Reporting) -> None:
 
 
 def test_the_lead_decides_on_the_report_page_with_a_fresh_second_factor(setup: rw.Reporting) -> None:
-    report, _, request = ready(setup)
+    report, _, request = rw.ready(setup)
     lead = client_for(setup.lead)
     page = lead.get(reverse("reports:report", args=[report.pk])).content.decode()
     assert "Record the decision" in page
@@ -468,15 +446,15 @@ def test_the_list_shows_deadlines_most_pressing_first(setup: rw.Reporting) -> No
     )
 
 
-@pytest.mark.parametrize("relative", [UAE, GENERIC])
+@pytest.mark.parametrize("relative", [OWN, UAE, GENERIC])
 def test_an_entity_customer_validates_with_the_person_who_signs_for_it(relative: str) -> None:
-    setup = rw.build(relative, local="AED" if relative == UAE else "EUR")
+    setup = rw.build(relative, local="EUR" if relative == GENERIC else "AED")
     report = rw.drafted(setup)
     schema = setup.profile.current_schema()
     report = reports.save(
         report, rw.as_entity(drafting.loads(report), schema), revision=report.revision, acting_user=setup.analyst
     )
-    made = generated(report, setup.analyst)
+    made = rw.generated(report, setup.analyst)
     assert made.status == ReportFile.Status.VALID, made.faults
     root = xml_of(made)
     assert root.find(".//from_account/t_entity/name").text == "Hassan General Trading LLC"
@@ -509,7 +487,7 @@ def test_many_transactions_and_large_amounts_with_many_decimals_validate(setup: 
     content = drafting.loads(report)
     content["transactions"]["rates"] = {"USD": "3.6725123456789"}
     report = reports.save(report, content, revision=report.revision, acting_user=setup.analyst)
-    made = generated(report, setup.analyst)
+    made = rw.generated(report, setup.analyst)
     assert made.status == ReportFile.Status.VALID, made.faults
     root = xml_of(made)
     assert len(root.findall("transaction")) == 155
@@ -523,10 +501,10 @@ def test_many_transactions_and_large_amounts_with_many_decimals_validate(setup: 
 def test_a_file_left_running_by_a_dead_worker_is_taken_again(setup: rw.Reporting, settings: Any) -> None:
     report = rw.drafted(setup)
     made = reports.request_generation(report, revision=report.revision, acting_user=setup.analyst)
-    ReportFile.objects.filter(pk=made.pk).update(status=ReportFile.Status.RUNNING)
+    ReportFile.objects.filter(pk=made.pk).update(status=ReportFile.Status.RUNNING, started_at=timezone.now())
     assert reports.generate(str(made.pk)) is None  # perhaps a live worker: left alone
     started = timezone.now() - datetime.timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 1)
-    ReportFile.objects.filter(pk=made.pk).update(requested_at=started)
+    ReportFile.objects.filter(pk=made.pk).update(started_at=started)
     assert reports.generate(str(made.pk)) is not None
     made.refresh_from_db()
     assert made.status == ReportFile.Status.VALID
@@ -538,7 +516,7 @@ def test_a_lead_who_drafted_the_report_does_not_approve_it(setup: rw.Reporting) 
     )
     content = rw.complete(drafting.loads(report), rw.schema_of(setup))
     report = reports.save(report, content, revision=report.revision, acting_user=setup.analyst)
-    generated(report, setup.analyst)
+    rw.generated(report, setup.analyst)
     request = reports.request_submission(report, reason="", acting_user=setup.analyst)
     with pytest.raises(approvals.ApprovalRefusedError, match="not allowed"):
         approvals.approve(request.pk, acting_user=setup.lead, seen_hash=request.payload_hash)
