@@ -41,6 +41,7 @@ from cases.models import Case, Transaction
 from reporting.goaml import transliterate
 from reporting.goaml.schema import XS, parser
 from reporting.goaml.validate import Fault
+from reporting.goaml.xml import Shared
 from reporting.models import FiuProfile, FiuSchema, Report
 
 # How a person or an entity is reached: one phone and one address.
@@ -607,6 +608,21 @@ def _entity(data: Mapping[str, Any], director: dict[str, Any] | None, spell: Spe
     return entity
 
 
+WRITTEN_FROM = (
+    "id",
+    "account_id",
+    "external_id",
+    "occurred_at",
+    "amount",
+    "currency",
+    "direction",
+    "channel",
+    "counterparty_name",
+    "counterparty_account",
+    "counterparty_country",
+)
+
+
 class Builder:
     """The goAML document of one draft, for one submission date."""
 
@@ -621,15 +637,19 @@ class Builder:
         self.zone = zoneinfo.ZoneInfo(profile.time_zone)
         subject = content["subject"]
         self.entity_subject = subject.get("kind") == "entity"
-        self._own_person = _person(subject["signatory"] if self.entity_subject else subject, self.spell, my_client=True)
+        self._own_person = Shared(
+            _person(subject["signatory"] if self.entity_subject else subject, self.spell, my_client=True)
+        )
         if self.entity_subject:
             director = dict(self._own_person, role=subject["signatory"].get("role", ""))
-            self._own_entity = _entity(subject["entity"], director, self.spell)
+            self._own_entity = Shared(_entity(subject["entity"], director, self.spell))
         units = minor_units(self.local)
         self.cent = Decimal(1).scaleb(-(units if units is not None else 2))
         # What a transaction needs and the draft does not give (a transaction that came after
         # the draft was last saved): each a fault, never filled by a guess.
         self.problems: dict[str, Issue] = {}
+        self._accounts: dict[str, dict[str, Any]] = {}
+        self._parties: dict[str, tuple[str, dict[str, Any]]] = {}
 
     def _problem(self, section: str, field: str, label: str, message: str) -> None:
         self.problems.setdefault(field, Issue(section, field, label, message))
@@ -655,10 +675,10 @@ class Builder:
 
     def _transactions(self, progress: Any) -> Iterator[dict[str, Any]]:
         excluded = set(self.content["transactions"].get("excluded", []))
+        # Only what a transaction is written from: the account by its id (its number is in the
+        # draft), the card's token never read.
         query = (
-            Transaction.objects.filter(alert__case=self.report.case)
-            .select_related("account")
-            .order_by("occurred_at", "pk")
+            Transaction.objects.filter(alert__case=self.report.case).only(*WRITTEN_FROM).order_by("occurred_at", "pk")
         )
         written = 0
         for tx in query.iterator(chunk_size=2000):
@@ -747,7 +767,9 @@ class Builder:
                 "An account of the customer is not in the draft: reload the draft and complete it.",
             )
         if held is not None:
-            data[f"{side}_account"] = self._own_account(held)
+            if account not in self._accounts:  # written once, shared by its transactions
+                self._accounts[account] = Shared(self._own_account(held))
+            data[f"{side}_account"] = self._accounts[account]
             country = held.get("country", "")
         elif self.entity_subject:
             data[f"{side}_entity"] = self._own_entity
@@ -795,22 +817,28 @@ class Builder:
                 "A counterparty is not in the draft: reload the draft and complete it.",
             )
             party = {}
+        if key not in self._parties:  # written once, shared by its transactions
+            kind, written = self._third_party(party)
+            self._parties[key] = (kind, Shared(written))
+        kind, written = self._parties[key]
+        data[f"{side}_{kind}"] = written
+        data[f"{side}_country"] = party.get("country", "")
+        return data
+
+    def _third_party(self, party: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         if party.get("account"):
-            data[f"{side}_account"] = {
+            return "account", {
                 "institution_name": party.get("institution_name", ""),
                 "swift": party.get("swift", ""),
                 "account": party["account"],
                 "account_name": self.spell("account_name", party.get("name", "")),
             }
-        elif party.get("kind") == "entity":
-            data[f"{side}_entity"] = {"name": self.spell("name", party.get("name", ""))}
-        else:
-            data[f"{side}_person"] = {
-                "first_name": self.spell("first_name", party.get("first_name", "")),
-                "last_name": self.spell("last_name", party.get("last_name", "")),
-            }
-        data[f"{side}_country"] = party.get("country", "")
-        return data
+        if party.get("kind") == "entity":
+            return "entity", {"name": self.spell("name", party.get("name", ""))}
+        return "person", {
+            "first_name": self.spell("first_name", party.get("first_name", "")),
+            "last_name": self.spell("last_name", party.get("last_name", "")),
+        }
 
 
 def _decimal(value: Any) -> Decimal | None:

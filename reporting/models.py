@@ -8,6 +8,7 @@ that would refuse every real value; one schema per profile is current.
 
 from __future__ import annotations
 
+import gzip
 import json
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -264,7 +265,8 @@ class ReportFile(models.Model):
 
 
 class ReportFileContent(models.Model):
-    """The encrypted bytes of one generated file (AES-256-GCM, bound to its row)."""
+    """The bytes of one generated file, gzip-compressed (goAML XML shrinks twentyfold) and then
+    encrypted (AES-256-GCM, bound to its row)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     file = models.OneToOneField(ReportFile, on_delete=models.PROTECT, related_name="content")
@@ -272,6 +274,10 @@ class ReportFileContent(models.Model):
 
     def __str__(self) -> str:
         return f"content of {self.file_id}"
+
+    def xml(self) -> bytes:
+        """The file as it was generated."""
+        return gzip.decompress(bytes(self.data))
 
 
 class ReportApproval(models.Model):

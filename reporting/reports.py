@@ -16,13 +16,15 @@ from an earlier revision cannot be sent for approval. Generation runs in a Celer
 from __future__ import annotations
 
 import datetime
+import gzip
 import hashlib
+import io
 import json
 import logging
 import tempfile
 import zoneinfo
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, BinaryIO
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -296,7 +298,7 @@ def _write_and_check(made: ReportFile, report: Report, schema: Any) -> tuple[lis
             issues += [builder.locator.issue(fault) for fault in faults]
             if not faults:
                 out.seek(0)
-                data = out.read()  # kept, encrypted, only when the gate passed it
+                data, made.sha256, made.size = _packed(out)  # kept only when the gate passed it
     made.done = len(builder.locator.rows)
     excluded = content["transactions"].get("excluded", [])
     last = (
@@ -313,6 +315,19 @@ def _write_and_check(made: ReportFile, report: Report, schema: Any) -> tuple[lis
         if not any(issue.section == "names" and name in issue.message for issue in business)
     ]
     return _unique(business + issues), data
+
+
+def _packed(out: BinaryIO) -> tuple[bytes, str, int]:
+    """The file gzip-compressed as it is read, with the SHA-256 and the size of the file itself:
+    a report of 50,000 transactions is 76 MB of XML, and about 3 MB to encrypt and store."""
+    digest, size = hashlib.sha256(), 0
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as packed:
+        while chunk := out.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+            packed.write(chunk)
+    return buffer.getvalue(), digest.hexdigest(), size
 
 
 def _unique(issues: list[drafting.Issue]) -> list[drafting.Issue]:
@@ -350,10 +365,10 @@ def _finish(made: ReportFile, status: str, issues: list[drafting.Issue], data: b
         made.status = status
         made.sealed_faults = json.dumps([issue.as_dict() for issue in issues[:MAX_ISSUES]], ensure_ascii=False)
         made.finished_at = timezone.now()
-        if data is not None:
-            made.sha256 = hashlib.sha256(data).hexdigest()
-            made.size = len(data)
+        if data is not None:  # sha256 and size were taken as the file was packed
             ReportFileContent.objects.create(file=made, data=data)
+        else:
+            made.sha256, made.size = "", 0
         made.save(update_fields=["status", "sealed_faults", "finished_at", "sha256", "size", "submission_date", "done"])
         record(
             EventType.REPORT_GENERATED,
@@ -461,7 +476,7 @@ def _execute_submission(request: ApprovalRequest, approver: User) -> None:
     if report.status != Report.Status.PENDING_APPROVAL:
         raise ValidationError(f"{report.reference} is no longer waiting for approval")
     made = ReportFileContent.objects.select_related("file").get(file_id=request.payload["file"])
-    if hashlib.sha256(bytes(made.data)).hexdigest() != request.payload["sha256"]:
+    if hashlib.sha256(made.xml()).hexdigest() != request.payload["sha256"]:
         raise ValidationError("the stored file no longer matches its SHA-256: report it to security")
     report.status = Report.Status.APPROVED
     report.approved_file_id, report.approved_at = made.file_id, timezone.now()
@@ -537,7 +552,7 @@ def download(report: Report, file_id: str, *, acting_user: User) -> tuple[Report
     offered = downloadable(reached) if reached is not None else None
     if offered is None or str(offered.pk) != str(file_id):
         raise ReportFile.DoesNotExist("there is no such file of this report to read")
-    data = bytes(ReportFileContent.objects.get(file=offered).data)
+    data = ReportFileContent.objects.get(file=offered).xml()
     if hashlib.sha256(data).hexdigest() != offered.sha256:
         raise ValidationError("the file no longer matches its SHA-256: it is withheld, report it to security")
     with transaction.atomic(durable=True):

@@ -22,6 +22,7 @@ the same bytes; :func:`read` turns goAML XML back into typed dictionaries. The t
 
 from __future__ import annotations
 
+import copy
 import datetime
 import io
 import itertools
@@ -37,7 +38,15 @@ from reporting.goaml.schema import XS, parser
 
 UNBOUNDED = -1
 _DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
+
+
 # Types told apart before the slower checks against the abstract Mapping and Iterable.
+class Shared(dict[str, Any]):
+    """A part of a report that recurs unchanged (the customer's account in each of 50,000
+    transactions): written once per :meth:`Shape.write_to`, then copied by lxml wherever it
+    recurs at the same place in the schema. It must not change while the report is written."""
+
+
 _LISTS = (list, tuple)
 _MAPPINGS = (dict, Mapping)
 _COLLECTIONS = (dict, list, tuple)
@@ -228,6 +237,7 @@ class Shape:
         iterable, a generator included, which is read once and never held whole. On
         :class:`WriteError` what was written is incomplete (lxml still closes ``<report>``): the
         output must be discarded."""
+        self._written: dict[tuple[int, int], tuple[Shared, Any]] = {}  # Shared parts, for this file
         with etree.xmlfile(output, encoding="UTF-8") as document:
             document.write_declaration(standalone=True)
             with document.element(self.root.name):
@@ -241,10 +251,18 @@ class Shape:
             self._put(etree.SubElement(node, child.name), child, value, here)
 
     def _put(self, element: Any, declaration: Element, value: Any, path: str) -> None:
-        if declaration.content is not None:
-            self._fill(element, declaration, value, path)
-        else:
+        if declaration.content is None:
             element.text = _text(declaration, value, path)
+        elif isinstance(value, Shared):
+            key = (id(declaration), id(value))
+            known = self._written.get(key)
+            if known is None:  # written (and checked) once, kept as a template
+                self._fill(element, declaration, value, path)
+                self._written[key] = (value, copy.deepcopy(element))
+            else:
+                element.extend(copy.deepcopy(child) for child in known[1])
+        else:
+            self._fill(element, declaration, value, path)
 
     def _occurrences(self, declaration: Element, data: Any, path: str) -> Iterator[tuple[Element, Any, str]]:
         """The children to write under ``declaration``, in the schema's order, each as its

@@ -75,7 +75,7 @@ def test_a_transaction_that_joins_later_is_never_reported_by_a_guess(setup: rw.R
     report = reports.save(report, content, revision=report.revision, acting_user=setup.analyst)
     made = rw.generated(report, setup.analyst)
     assert made.status == ReportFile.Status.VALID, made.faults
-    root = etree.fromstring(bytes(ReportFileContent.objects.get(file=made).data))
+    root = etree.fromstring(ReportFileContent.objects.get(file=made).xml())
     eur = next(tx for tx in root.iter("transaction") if tx.findtext(".//foreign_currency_code") == "EUR")
     assert eur.findtext("amount_local") == "183625.00"  # 50,000.00 at 3.6725, never the euros as dirhams
     assert eur.findtext("t_from_my_client/from_account/account") == "CH9300762011623852957"
@@ -84,7 +84,7 @@ def test_a_transaction_that_joins_later_is_never_reported_by_a_guess(setup: rw.R
 
 def test_cash_with_no_counterparty_has_the_customer_on_both_sides(setup: rw.Reporting) -> None:
     made = rw.generated(rw.drafted(setup), setup.analyst)
-    root = etree.fromstring(bytes(ReportFileContent.objects.get(file=made).data))
+    root = etree.fromstring(ReportFileContent.objects.get(file=made).xml())
     atm = next(tx for tx in root.iter("transaction") if tx.find("t_to_my_client/to_person") is not None)
     assert atm.find("t_from_my_client/from_account") is not None
     assert atm.findtext("t_to_my_client/to_person/last_name") == "Hassan"
@@ -100,7 +100,7 @@ def test_a_local_currency_with_three_decimals_is_not_rounded_to_cents() -> None:
     rw.payment(setup.case, setup.party, rw.client_of(setup), account=setup.account, amount="10.00", currency="USD")
     made = rw.generated(rw.drafted(setup), setup.analyst)
     assert made.status == ReportFile.Status.VALID, made.faults
-    root = etree.fromstring(bytes(ReportFileContent.objects.get(file=made).data))
+    root = etree.fromstring(ReportFileContent.objects.get(file=made).xml())
     usd = next(tx for tx in root.iter("transaction") if tx.findtext(".//foreign_currency_code") == "USD")
     assert usd.findtext("amount_local") == "36.725"
 
@@ -248,3 +248,33 @@ def test_a_deadline_moved_later_may_be_escalated_again(setup: rw.Reporting) -> N
     report.refresh_from_db()
     assert report.deadline_escalated_at is None
     assert report.due_on == report.suspicion_on + datetime.timedelta(days=20)  # no weekend: every day counts
+
+
+def plain(value: Any) -> Any:
+    """``value`` with every shared part as an ordinary dictionary (written element by element)."""
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    return value
+
+
+def test_a_shared_part_is_written_as_it_would_be_element_by_element(setup: rw.Reporting) -> None:
+    from reporting.goaml.xml import Shape, Shared
+
+    report = rw.drafted(setup)
+    schema = rw.schema_of(setup)
+    builder = drafting.Builder(report, drafting.loads(report), schema)
+    document = builder.document(timezone.now())
+    document["transaction"] = list(document["transaction"])
+    shared = [
+        part
+        for tx in document["transaction"]
+        for side in tx.values()
+        if isinstance(side, dict)
+        for part in side.values()
+        if isinstance(part, Shared)
+    ]
+    assert len(shared) >= 4  # the customer's account, in each transaction that names it
+    shape = Shape(bytes(schema.xsd))
+    assert shape.write(document) == shape.write(plain(document))

@@ -41,7 +41,7 @@ def named(name: str) -> list[dict[str, Any]]:
 
 
 def xml_of(made: ReportFile) -> Any:
-    return etree.fromstring(bytes(ReportFileContent.objects.get(file=made).data))
+    return etree.fromstring(ReportFileContent.objects.get(file=made).xml())
 
 
 # --- the draft, prefilled from the case ------------------------------------------------------------
@@ -142,7 +142,7 @@ def test_a_complete_draft_validates_against_the_fiu_schema(relative: str) -> Non
     made = rw.generated(report, setup.analyst)
     assert made.status == ReportFile.Status.VALID, made.faults
     assert made.done == made.total == 4
-    data = bytes(ReportFileContent.objects.get(file=made).data)
+    data = ReportFileContent.objects.get(file=made).xml()
     assert made.sha256 == hashlib.sha256(data).hexdigest()
     assert made.size == len(data)
     root = etree.fromstring(data)
