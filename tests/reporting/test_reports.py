@@ -213,8 +213,9 @@ def test_a_transaction_after_the_submission_is_refused(setup: rw.Reporting) -> N
     assert any("after the submission" in fault["message"] for fault in made.faults)
 
 
-def test_a_name_needing_transliteration_is_written_only_once_confirmed() -> None:
-    setup = rw.build(name="José Müller")
+@pytest.mark.parametrize("relative", [OWN, UAE])
+def test_a_name_needing_transliteration_is_written_only_once_confirmed(relative: str) -> None:
+    setup = rw.build(relative, name="José Müller")
     report = rw.drafted(setup)
     content = drafting.loads(report)
     found = {t.original: t.value for t in drafting.names_to_confirm(content, rw.schema_of(setup))}
@@ -226,7 +227,16 @@ def test_a_name_needing_transliteration_is_written_only_once_confirmed() -> None
     report = reports.save(report, content, revision=report.revision, acting_user=setup.analyst)
     made = rw.generated(report, setup.analyst)
     assert made.status == ReportFile.Status.VALID, made.faults
-    assert xml_of(made).find(".//signatory/t_person/last_name").text == "Mueller"
+    assert xml_of(made).findtext(".//signatory/t_person/last_name") == "Mueller"
+
+
+def test_an_fiu_that_takes_any_letter_gets_the_name_as_typed() -> None:
+    setup = rw.build(GENERIC, name="José Müller", local="EUR")
+    report = rw.drafted(setup)
+    assert drafting.names_to_confirm(drafting.loads(report), rw.schema_of(setup)) == []
+    made = rw.generated(report, setup.analyst)
+    assert made.status == ReportFile.Status.VALID, made.faults
+    assert xml_of(made).findtext(".//signatory/t_person/last_name") == "Müller"
 
 
 def test_a_stale_generation_is_left_alone_and_a_finished_one_is_not_redone(setup: rw.Reporting) -> None:
@@ -462,7 +472,10 @@ def test_an_entity_customer_validates_with_the_person_who_signs_for_it(relative:
     assert root.find(".//from_account/signatory/t_person/first_name").text == "Layla"
 
 
-def test_many_transactions_and_large_amounts_with_many_decimals_validate(setup: rw.Reporting) -> None:
+@pytest.mark.parametrize("relative", [OWN, UAE, GENERIC])
+def test_many_transactions_and_large_amounts_with_many_decimals_validate(relative: str) -> None:
+    local = "EUR" if relative == GENERIC else "AED"
+    setup = rw.build(relative, local=local)
     client = rw.client_of(setup)
     rw.payment(
         setup.case,
@@ -470,6 +483,7 @@ def test_many_transactions_and_large_amounts_with_many_decimals_validate(setup: 
         client,
         account=setup.account,
         amount="98765432109876.5432",
+        currency=local,
         counterparty="Big Mover",
         country="AE",
     )
@@ -480,12 +494,13 @@ def test_many_transactions_and_large_amounts_with_many_decimals_validate(setup: 
             client,
             account=setup.account,
             amount=f"{n + 1}.0001",
+            currency=local,
             counterparty="Big Mover",
             country="AE",
         )
     report = rw.drafted(setup)
     content = drafting.loads(report)
-    content["transactions"]["rates"] = {"USD": "3.6725123456789"}
+    content["transactions"]["rates"] = dict.fromkeys(content["transactions"]["rates"], "3.6725123456789")
     report = reports.save(report, content, revision=report.revision, acting_user=setup.analyst)
     made = rw.generated(report, setup.analyst)
     assert made.status == ReportFile.Status.VALID, made.faults
