@@ -77,7 +77,7 @@ test: $(VENV)/.installed-dev
 
 # The screenshots of docs/ (the queue and case pages), taken by the workspace's browser test.
 screenshots: $(VENV)/.installed-dev node_modules/.installed
-	CASPIX_SCREENSHOTS=docs/screenshots $(TEST_ENV) $(PY) -m pytest -q -p no:randomly tests/browser/test_workspace.py
+	CASPIX_SCREENSHOTS=docs/screenshots $(TEST_ENV) $(PY) -m pytest -q -p no:randomly tests/browser/test_workspace.py tests/browser/test_reports.py
 
 bench: $(VENV)/.installed-dev
 	$(PY) scripts/preflight.py --bench
