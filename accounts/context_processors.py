@@ -15,13 +15,17 @@ class Area(NamedTuple):
     label: str
     url_name: str
     permission: Perm
+    also: tuple[Perm, ...] = ()  # other permissions that open it as well
+
+    def opens_to(self, user: object) -> bool:
+        return any(user.has_perm(perm) for perm in (self.permission, *self.also))  # type: ignore[attr-defined]
 
 
 # In the order a person holding several roles lands: the first area they may open is home.
 AREAS = (
     Area("Work", "cases:workspace", Perm.WORK_CASES),
     Area("Search", "cases:search", Perm.WORK_CASES),
-    Area("Reports", "reports:list", Perm.DRAFT_STR),
+    Area("Reports", "reports:list", Perm.DRAFT_STR, also=(Perm.APPROVE_STR,)),
     Area("Dashboard", "reporting:dashboard", Perm.VIEW_DASHBOARD),
     Area("Administration", "accounts:admin_home", Perm.MANAGE_USERS),
     Area("Audit", "audit:home", Perm.VIEW_LEDGER),
@@ -32,7 +36,7 @@ def areas_for(request: HttpRequest) -> list[dict[str, str]]:
     user = getattr(request, "user", None)  # absent on errors raised before authentication
     if user is None or not user.is_authenticated:
         return []
-    return [{"label": area.label, "url": reverse(area.url_name)} for area in AREAS if user.has_perm(area.permission)]
+    return [{"label": area.label, "url": reverse(area.url_name)} for area in AREAS if area.opens_to(user)]
 
 
 def navigation(request: HttpRequest) -> dict[str, object]:

@@ -40,9 +40,11 @@ def gated(reason: str) -> Callable[[View], View]:
 
 
 def requires(
-    *perms: str, step_up: bool = False
+    *perms: str, any_of: tuple[str, ...] = (), step_up: bool = False
 ) -> Callable[[Callable[..., HttpResponseBase]], Callable[..., HttpResponseBase]]:
-    """Authenticated, and holding every permission in ``perms`` (none: any signed-in user).
+    """Authenticated, and holding every permission in ``perms`` (none: any signed-in user) and,
+    when ``any_of`` names some, at least one of them (a report is read by those who draft it
+    and by those who approve it).
 
     With ``step_up``, the view changes something privileged: it may be read at any time, and says
     so (``request.step_up``), but a change (any method but GET and HEAD) needs a second factor
@@ -57,6 +59,8 @@ def requires(
                 return redirect_to_login(request.get_full_path())
             if perms and not request.user.has_perms(perms):
                 raise PermissionDenied
+            if any_of and not any(request.user.has_perm(perm) for perm in any_of):
+                raise PermissionDenied
             if step_up:
                 fresh = stepped_up(request)
                 request.step_up = {"fresh": fresh, "minutes": settings.CASPIX_STEP_UP_MINUTES}  # type: ignore[attr-defined]
@@ -65,7 +69,8 @@ def requires(
                     return HttpResponseRedirect(f"{reverse(STEP_UP_URL)}?{target}")
             return view(request, *args, **kwargs)
 
-        setattr(wrapper, ACCESS_ATTRIBUTE, ("requires", *perms, *(("step-up",) if step_up else ())))
+        either = (f"any of {' '.join(any_of)}",) if any_of else ()
+        setattr(wrapper, ACCESS_ATTRIBUTE, ("requires", *perms, *either, *(("step-up",) if step_up else ())))
         return wrapper
 
     return decorate

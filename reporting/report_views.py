@@ -33,6 +33,9 @@ from reporting.report_forms import (
     SubmittedForm,
 )
 
+# Those who read reports: who drafts them and who approves them (an MLRO may only approve).
+READERS = (Perm.DRAFT_STR, Perm.APPROVE_STR)
+
 
 def _report_of(user: User | Any, pk: int) -> Report:
     found: Report | None = (
@@ -51,7 +54,7 @@ def _back(report: Report, anchor: str = "") -> HttpResponseRedirect:
     return HttpResponseRedirect(reverse("reports:report", args=[report.pk]) + (f"#{anchor}" if anchor else ""))
 
 
-@requires(Perm.DRAFT_STR)
+@requires(any_of=READERS)
 @require_safe
 def report_list(request: HttpRequest) -> HttpResponse:
     """The reports of the cases the reader may see, the most pressing first, with their deadlines."""
@@ -119,7 +122,7 @@ def _page(
     user = request.user
     latest = reports.latest_file(report)
     workable: bool = report.workable  # type: ignore[attr-defined]
-    if draft is None and report.editable and workable:
+    if draft is None and report.editable and workable and user.has_perm(Perm.DRAFT_STR):
         draft = _draft_form(report)
     content = draft.saved if draft is not None else drafting.loads(report)
     issues: dict[str, list[dict[str, str]]] = {}
@@ -211,13 +214,15 @@ def _anchored(faults: list[dict[str, str]], draft: DraftForm | None) -> list[dic
     return [{**fault, "anchor": anchor(fault)} for fault in faults]
 
 
-@requires(Perm.DRAFT_STR)
+@requires(any_of=READERS)
 @require_http_methods(["GET", "HEAD", "POST"])
 def report(request: HttpRequest, pk: int) -> HttpResponse:
     """The report: its draft (saved with POST), its files, its approval and its tracking."""
     subject = _report_of(request.user, pk)
     if request.method != "POST":
         return _page(request, subject)
+    if not request.user.has_perm(Perm.DRAFT_STR):
+        raise PermissionDenied("only those who draft reports save a draft")
     draft = _draft_form(subject, request.POST) if subject.editable else None
     if draft is None:
         return _page(request, subject, status=409, errors=[f"{subject.reference} is not a draft: it cannot be edited."])
@@ -269,7 +274,7 @@ def report_generate(request: HttpRequest, pk: int) -> HttpResponse:
     return _back(subject, "file")
 
 
-@requires(Perm.DRAFT_STR)
+@requires(any_of=READERS)
 @require_safe
 def report_progress(request: HttpRequest, pk: int) -> HttpResponse:
     """The latest generation's state, for the page to poll while a worker writes the file."""
@@ -322,7 +327,7 @@ def report_decide(request: HttpRequest, pk: int) -> HttpResponse:
     return _back(subject)
 
 
-@requires(Perm.DRAFT_STR)
+@requires(any_of=READERS)
 @require_safe
 def report_download(request: HttpRequest, pk: int, file: str) -> HttpResponse:
     subject = _report_of(request.user, pk)

@@ -278,3 +278,31 @@ def test_a_shared_part_is_written_as_it_would_be_element_by_element(setup: rw.Re
     assert len(shared) >= 4  # the customer's account, in each transaction that names it
     shape = Shape(bytes(schema.xsd))
     assert shape.write(document) == shape.write(plain(document))
+
+
+def test_an_officer_who_only_approves_reads_and_decides_but_does_not_draft(setup: rw.Reporting) -> None:
+    """A money-laundering reporting officer: works the team's cases and approves its reports,
+    without drafting them."""
+    from accounts.models import Membership, Role, RolePermission
+    from accounts.permissions import Perm
+    from tests.factories import make_user
+
+    role = Role.objects.create(slug="mlro", name="Money-laundering reporting officer")
+    for perm in (Perm.WORK_CASES, Perm.APPROVE_STR):
+        RolePermission.objects.create(role=role, permission=perm)
+    officer = make_user("olivia", ["mlro"])
+    Membership.objects.create(team=setup.world.teams["cards"], user=officer)
+    report, made, request = rw.ready(setup)
+    olivia = client_for(officer)
+    page = olivia.get(reverse("reports:report", args=[report.pk])).content.decode()
+    assert "Record the decision" in page
+    assert 'name="report-reason"' not in page  # no draft form for whoever does not draft
+    assert reverse("reports:list") in olivia.get(reverse("reports:list")).content.decode()
+    assert olivia.get(reverse("reports:download", args=[report.pk, made.pk])).status_code == 200
+    assert olivia.post(reverse("reports:report", args=[report.pk]), {"report-reason": "x"}).status_code == 403
+    decided = olivia.post(
+        reverse("reports:decide", args=[report.pk]),
+        {"decision": "approve", "seen_hash": request.payload_hash, "reason": "Read"},
+    )
+    assert decided.status_code == 302
+    assert Report.objects.get(pk=report.pk).status == Report.Status.APPROVED
