@@ -50,8 +50,9 @@ class Kind:
     # Whether this approver may decide this request, beyond holding the permission (a lead
     # decides the closures of the cases they may work, not of every team's).
     may_decide: Callable[[Mapping[str, Any], User], bool] = lambda payload, approver: True
-    # Run in the transaction that rejects the request or marks it expired (the decider, or None
-    # for expiry): puts the change's object back as it was (a case pending approval, say).
+    # Run in the transaction that rejects, withdraws or expires the request (with who did it, or
+    # None for expiry; ``request.status`` says which): puts the change's object back as it was
+    # (a case pending approval, say).
     declined: Callable[[ApprovalRequest, User | None], None] | None = None
 
 
@@ -203,6 +204,21 @@ def reject(request_id: int, *, acting_user: User, reason: str) -> ApprovalReques
     return request
 
 
+def withdraw(request_id: int, *, acting_user: User, reason: str) -> ApprovalRequest:
+    """The maker takes back a request nobody has decided yet, saying why (the proposal had an
+    error, the situation changed); its object goes back as it was, as when it is rejected."""
+    if not reason.strip():
+        raise ValidationError("state why you withdraw the request")
+    with transaction.atomic(durable=True):
+        request = ApprovalRequest.objects.select_for_update().filter(pk=request_id).first()
+        if request is None or request.maker_id != acting_user.pk:
+            raise ApprovalRefusedError("Only the person who asked may withdraw a request.")
+        if request.status != ApprovalRequest.Status.PENDING:
+            raise ApprovalRefusedError(f"The request is {request.status} already.")
+        _decide(request, ApprovalRequest.Status.WITHDRAWN, None, reason, EventType.APPROVAL_WITHDRAWN, acting_user)
+    return request
+
+
 def expire_overdue() -> int:
     """Mark every pending request past its expiry as expired (a beat task runs this)."""
     expired = 0
@@ -216,7 +232,17 @@ def expire_overdue() -> int:
     return expired
 
 
-def _decide(request: ApprovalRequest, status: str, decider: User | None, reason: str, event: EventType) -> None:
+def _decide(
+    request: ApprovalRequest,
+    status: str,
+    decider: User | None,
+    reason: str,
+    event: EventType,
+    actor: User | None = None,
+) -> None:
+    """Record a decision: ``decider`` approved or rejected it (never its maker), or it expired
+    (no one), or ``actor``, its maker, withdrew it (the decider stays empty)."""
+    actor = actor or decider
     request.status = status
     request.decided_by = decider
     request.decided_at = timezone.now()
@@ -224,7 +250,7 @@ def _decide(request: ApprovalRequest, status: str, decider: User | None, reason:
     request.save(update_fields=["status", "decided_by", "decided_at", "decision_reason"])
     record(
         event,
-        actor=actor_of(decider) if decider is not None else Actor.system("approval expiry"),
+        actor=actor_of(actor) if actor is not None else Actor.system("approval expiry"),
         object_type="approval",
         object_id=request.pk,
         reason=request.kind,
@@ -233,7 +259,7 @@ def _decide(request: ApprovalRequest, status: str, decider: User | None, reason:
     if status != ApprovalRequest.Status.APPROVED:
         declined = _kind(request.kind).declined
         if declined is not None:
-            declined(request, decider)
+            declined(request, actor)
 
 
 # --- privileged role changes ---------------------------------------------------------------------

@@ -551,6 +551,7 @@ class ApprovalRequest(models.Model):
         APPROVED = "approved", "approved"
         REJECTED = "rejected", "rejected"
         EXPIRED = "expired", "expired"
+        WITHDRAWN = "withdrawn", "withdrawn"
 
     kind = models.CharField(max_length=64)
     payload = models.JSONField()
@@ -559,7 +560,7 @@ class ApprovalRequest(models.Model):
     reason = models.TextField()
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    status = models.CharField(max_length=9, choices=Status.choices, default=Status.PENDING)
     decided_by = models.ForeignKey(
         User, on_delete=models.PROTECT, null=True, blank=True, related_name="approval_decisions"
     )

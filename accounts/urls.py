@@ -24,6 +24,7 @@ urlpatterns = [
     path("account/factors/<int:pk>/remove/", signin.factor_remove, name="factor_remove"),
     path("account/recovery-codes/", signin.recovery_codes, name="recovery_codes"),
     path("account/sessions/", signin.my_sessions, name="sessions"),
+    path("account/requests/<int:pk>/withdraw/", views.approval_withdraw, name="approval_withdraw"),
     path("account/sessions/<int:pk>/end/", signin.session_end, name="session_end"),
     path("account/sessions/end-others/", signin.sessions_end_others, name="sessions_end_others"),
     path("account/keepalive/", signin.keepalive, name="keepalive"),

@@ -31,6 +31,7 @@ class EventType(IntEnum):
     APPROVAL_REJECTED = 112
     APPROVAL_EXPIRED = 113
     APPROVAL_REFUSED = 114
+    APPROVAL_WITHDRAWN = 115  # by its maker, before anyone decided it
     ROLE_GRANTED = 120
     ROLE_REVOKED = 121
     ROLE_TEMPLATE_CREATED = 122

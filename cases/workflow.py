@@ -370,7 +370,7 @@ def _decline_closure(request: ApprovalRequest, decider: User | None) -> None:
         actor=actor_of(decider) if decider is not None else Actor.system("approval expiry"),
         object_type="case",
         object_id=case.pk,
-        reason="rejected" if decider is not None else "expired",
+        reason=request.status,  # rejected, withdrawn or expired
         before={"status": Status.PENDING_APPROVAL},
         after={"status": case.status, "approval": request.pk},
     )
@@ -412,7 +412,7 @@ def _decline_reopening(request: ApprovalRequest, decider: User | None) -> None:
         actor=actor_of(decider) if decider is not None else Actor.system("approval expiry"),
         object_type="case",
         object_id=case.pk,
-        reason="rejected" if decider is not None else "expired",
+        reason=request.status,  # rejected, withdrawn or expired
         after={"approval": request.pk},
     )
 

@@ -508,7 +508,7 @@ def _decline_submission(request: ApprovalRequest, decider: User | None) -> None:
         actor=actor_of(decider) if decider is not None else Actor.system("approval expiry"),
         object_type="report",
         object_id=report.pk,
-        reason="rejected" if decider is not None else "expired",
+        reason=request.status,  # rejected, withdrawn or expired
         after={"approval": request.pk, "status": report.status},
     )
 

@@ -104,6 +104,9 @@ MATRIX: tuple[Entry, ...] = (
     Entry("accounts:session_end", "POST", signed_in(302), lambda w, p, o: {"pk": MISSING_PK}),
     Entry("accounts:sessions_end_others", "POST", signed_in(302)),
     Entry("accounts:keepalive", "POST", signed_in(204)),
+    # withdrawing one's own request: a request that is not there (or not one's own) says so, back home
+    Entry("accounts:approval_withdraw", "POST", signed_in(302), lambda w, p, o: {"pk": MISSING_PK}),
+    Entry("accounts:approval_withdraw", "GET", signed_in(405), lambda w, p, o: {"pk": MISSING_PK}),
     # --- administration: users, role templates, teams, approvals, queues
     Entry("accounts:admin_home", "GET", only(200, ADMIN)),
     Entry("accounts:user_new", "GET", only(200, ADMIN)),

@@ -306,3 +306,20 @@ def test_an_officer_who_only_approves_reads_and_decides_but_does_not_draft(setup
     )
     assert decided.status_code == 302
     assert Report.objects.get(pk=report.pk).status == Report.Status.APPROVED
+
+
+def test_the_maker_withdraws_the_request_and_the_report_is_a_draft_again(setup: rw.Reporting) -> None:
+    report, _, request = rw.ready(setup)
+    url = reverse("reports:report", args=[report.pk])
+    bob = client_for(setup.analyst)
+    assert "Withdraw the request" in bob.get(url).content.decode()
+    response = bob.post(
+        reverse("accounts:approval_withdraw", args=[request.pk]), {"reason": "The action is wrong", "next": url}
+    )
+    assert response.status_code == 302
+    report.refresh_from_db()
+    assert report.status == Report.Status.DRAFT
+    [declined] = named("REPORT_APPROVAL_DECLINED")
+    assert declined["reason"] == "withdrawn"
+    with pytest.raises(ValidationError, match="only a file the gate passed"):
+        reports.request_submission(report, reason="", acting_user=setup.analyst)  # a new revision: generate again
