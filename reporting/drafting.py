@@ -285,10 +285,13 @@ def initial(case: Case, profile: FiuProfile, schema: FiuSchema) -> dict[str, Any
             "rates": {},
         },
         "names": {},
-        "alerts": [],
+        "seen_until": "",  # alerts received up to then are in the draft (ISO 8601)
     }
     refresh(content, case, profile, schema)
     return content
+
+
+LOOK_BACK = datetime.timedelta(minutes=10)  # longer than any intake transaction
 
 
 def refresh(content: dict[str, Any], case: Case, profile: FiuProfile, schema: FiuSchema) -> bool:
@@ -297,20 +300,31 @@ def refresh(content: dict[str, Any], case: Case, profile: FiuProfile, schema: Fi
     the bank's systems did not say. Alerts keep joining an open case in reporting; their
     transactions are reported with the rest, and never with a missing part filled by a guess.
     Returns whether the draft gained anything."""
-    seen = set(content.setdefault("alerts", []))
+    mark = content.get("seen_until") or ""
+    since = datetime.datetime.fromisoformat(mark) if mark else None
     party = case.party
     roles = schema.codes("account_person_role_type")
     accounts, counterparties = content["accounts"], content["counterparties"]
     settings = content["transactions"]
     changed = False
-    new = Transaction.objects.filter(alert__case=case).exclude(alert_id__in=seen).select_related("account")
+    # Received since the mark (alerts read again add nothing twice): one range, however many
+    # alerts the case already has.
+    new = Transaction.objects.filter(alert__case=case).select_related("account", "alert").defer("alert__payload")
+    if since is not None:
+        # An alert stamped before the mark may commit after it was set: look back a little.
+        new = new.filter(alert__received_at__gte=since - LOOK_BACK)
+    latest = since
     for tx in new.order_by("occurred_at", "pk").iterator(chunk_size=2000):
-        changed = True
+        received = tx.alert.received_at
+        latest = received if latest is None else max(latest, received)
         if tx.channel not in settings["transmodes"]:
             settings["transmodes"][tx.channel] = ""
+            changed = True
         if tx.currency != profile.currency_code_local and tx.currency not in settings["rates"]:
             settings["rates"][tx.currency] = ""
+            changed = True
         if tx.account is not None and str(tx.account_id) not in accounts:
+            changed = True
             number = str(tx.account.number)
             accounts[str(tx.account_id)] = {
                 **dict.fromkeys(ACCOUNT_FIELDS, ""),
@@ -324,6 +338,7 @@ def refresh(content: dict[str, Any], case: Case, profile: FiuProfile, schema: Fi
         name, number = str(tx.counterparty_name or ""), str(tx.counterparty_account or "")
         key = counterparty_key(name, number, tx.counterparty_country) if name or number else ""
         if key and key not in counterparties:
+            changed = True
             first, last = _split_name(name)
             counterparties[key] = {
                 "kind": "person",
@@ -335,8 +350,7 @@ def refresh(content: dict[str, Any], case: Case, profile: FiuProfile, schema: Fi
                 "swift": "",
                 "country": tx.counterparty_country or _iban_country(number),
             }
-        seen.add(str(tx.alert_id))
-    content["alerts"] = sorted(seen)
+    content["seen_until"] = latest.isoformat() if latest is not None else mark
     return changed
 
 

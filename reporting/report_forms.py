@@ -325,7 +325,7 @@ class DraftForm(forms.Form):
             },
             "transactions": settings,
             "names": names,
-            "alerts": list(saved.get("alerts", [])),
+            "seen_until": saved.get("seen_until", ""),
         }
 
 

@@ -557,3 +557,25 @@ def test_the_tracking_forms_say_what_is_wrong(setup: rw.Reporting) -> None:
     assert unexplained.status_code == 400
     assert "Say why the FIU rejected the report" in unexplained.content.decode()
     assert not [e for e in events() if e["name"] in ("REPORT_SUBMITTED", "REPORT_REJECTED")]
+
+
+def test_each_step_of_a_report_writes_its_ledger_event_in_order(setup: rw.Reporting) -> None:
+    _, made, request = rw.ready(setup)
+    approvals.approve(request.pk, acting_user=setup.lead, seen_hash=request.payload_hash)
+    recorded: list[Any] = events()
+    about = [e for e in recorded if e["object"]["type"] in ("report", "approval")]
+    assert [e["name"] for e in about] == [
+        "REPORT_DRAFTED",
+        "REPORT_SAVED",
+        "REPORT_GENERATION_REQUESTED",
+        "REPORT_GENERATED",
+        "APPROVAL_REQUESTED",
+        "REPORT_SUBMISSION_REQUESTED",
+        "REPORT_APPROVED",
+        "APPROVAL_GRANTED",
+    ]
+    requested = next(e for e in about if e["name"] == "REPORT_GENERATION_REQUESTED")
+    assert requested["after"]["file"] == str(made.pk)
+    assert requested["after"]["transactions"] == 4
+    sent = next(e for e in about if e["name"] == "REPORT_SUBMISSION_REQUESTED")
+    assert sent["after"] == {"approval": request.pk, "file": str(made.pk), "sha256": made.sha256}
