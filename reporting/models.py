@@ -9,8 +9,10 @@ that would refuse every real value; one schema per profile is current.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import uuid
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -278,6 +280,12 @@ class ReportFileContent(models.Model):
     def xml(self) -> bytes:
         """The file as it was generated."""
         return gzip.decompress(bytes(self.data))
+
+    def xml_chunks(self, size: int = 1 << 20) -> Iterator[bytes]:
+        """The file as it was generated, a megabyte at a time (never whole in memory)."""
+        with gzip.GzipFile(fileobj=io.BytesIO(bytes(self.data)), mode="rb") as unpacked:
+            while chunk := unpacked.read(size):
+                yield chunk
 
 
 class ReportApproval(models.Model):

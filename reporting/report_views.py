@@ -9,7 +9,14 @@ from typing import Any
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Exists, OuterRef
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -329,17 +336,17 @@ def report_decide(request: HttpRequest, pk: int) -> HttpResponse:
 
 @requires(any_of=READERS)
 @require_safe
-def report_download(request: HttpRequest, pk: int, file: str) -> HttpResponse:
+def report_download(request: HttpRequest, pk: int, file: str) -> HttpResponseBase:
     subject = _report_of(request.user, pk)
     try:
-        made, data = reports.download(subject, file, acting_user=request.user)  # type: ignore[arg-type]
+        made, chunks = reports.download(subject, file, acting_user=request.user)  # type: ignore[arg-type]
     except (ReportFile.DoesNotExist, ValidationError) as error:
         if isinstance(error, ReportFile.DoesNotExist):
             raise Http404("no such file") from None
         return _page(request, subject, status=409, errors=error.messages)
-    response = HttpResponse(data, content_type="application/xml")
+    response = StreamingHttpResponse(chunks, content_type="application/xml")
     response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename=made.filename) or ""
-    response["Content-Length"] = str(len(data))
+    response["Content-Length"] = str(made.size)
     response["Cache-Control"] = "no-store"
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response["Digest"] = f"sha-256={made.sha256}"

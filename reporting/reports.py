@@ -23,7 +23,7 @@ import json
 import logging
 import tempfile
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
 
 from django.conf import settings
@@ -543,17 +543,21 @@ def downloadable(report: Report) -> ReportFile | None:
     return latest
 
 
-def download(report: Report, file_id: str, *, acting_user: User) -> tuple[ReportFile, bytes]:
-    """The report's file (:func:`downloadable`), its bytes checked against their SHA-256; each
-    download is recorded. Only those who may work the report's case read it."""
+def download(report: Report, file_id: str, *, acting_user: User) -> tuple[ReportFile, Iterator[bytes]]:
+    """The report's file (:func:`downloadable`), checked against its SHA-256 as it is unpacked,
+    then given a megabyte at a time; each download is recorded. Only those who may work the
+    report's case read it."""
     if not (acting_user.has_perm(Perm.DRAFT_STR) or acting_user.has_perm(Perm.APPROVE_STR)):
         raise PermissionDenied("only those who draft or approve reports download them")
     reached = Report.objects.restrict(acting_user, Action.WORK).filter(pk=report.pk).first()
     offered = downloadable(reached) if reached is not None else None
     if offered is None or str(offered.pk) != str(file_id):
         raise ReportFile.DoesNotExist("there is no such file of this report to read")
-    data = ReportFileContent.objects.get(file=offered).xml()
-    if hashlib.sha256(data).hexdigest() != offered.sha256:
+    content = ReportFileContent.objects.get(file=offered)
+    digest = hashlib.sha256()
+    for chunk in content.xml_chunks():
+        digest.update(chunk)
+    if digest.hexdigest() != offered.sha256:
         raise ValidationError("the file no longer matches its SHA-256: it is withheld, report it to security")
     with transaction.atomic(durable=True):
         record(
@@ -563,7 +567,7 @@ def download(report: Report, file_id: str, *, acting_user: User) -> tuple[Report
             object_id=report.pk,
             after={"file": str(offered.pk), "sha256": offered.sha256, "status": reached.status if reached else ""},
         )
-    return offered, data
+    return offered, content.xml_chunks()
 
 
 def mark_submitted(

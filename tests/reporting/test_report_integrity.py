@@ -323,3 +323,12 @@ def test_the_maker_withdraws_the_request_and_the_report_is_a_draft_again(setup: 
     assert declined["reason"] == "withdrawn"
     with pytest.raises(ValidationError, match="only a file the gate passed"):
         reports.request_submission(report, reason="", acting_user=setup.analyst)  # a new revision: generate again
+
+
+def test_the_stored_file_is_compressed_and_read_back_in_pieces_as_generated(setup: rw.Reporting) -> None:
+    made = rw.generated(rw.drafted(setup), setup.analyst)
+    content = ReportFileContent.objects.get(file=made)
+    whole = content.xml()
+    assert len(bytes(content.data)) < len(whole)  # gzip, then encrypted
+    assert b"".join(content.xml_chunks(size=1000)) == whole
+    assert len(whole) == made.size

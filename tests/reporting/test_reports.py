@@ -300,7 +300,9 @@ def test_each_download_is_checked_and_recorded(setup: rw.Reporting) -> None:
     report, made, _ = rw.ready(setup)
     response = client_for(setup.lead).get(reverse("reports:download", args=[report.pk, made.pk]))
     assert response.status_code == 200
-    assert hashlib.sha256(response.content).hexdigest() == made.sha256
+    body = b"".join(response.streaming_content)  # type: ignore[attr-defined]
+    assert hashlib.sha256(body).hexdigest() == made.sha256
+    assert response["Content-Length"] == str(len(body))
     assert response["Content-Disposition"] == f'attachment; filename="{report.reference}-r{made.revision}.xml"'
     assert response["Cache-Control"] == "no-store"
     [downloaded] = named("REPORT_DOWNLOADED")
