@@ -280,6 +280,7 @@ def initial(case: Case, profile: FiuProfile, schema: FiuSchema) -> dict[str, Any
             "location": "",
             "transmode_comment": "",
             "transmodes": {},
+            "funds": {},
             "from_funds_code": _first_code(funds, "deposit", "account"),
             "to_funds_code": _first_code(funds, "deposit", "account"),
             "rates": {},
@@ -320,6 +321,8 @@ def refresh(content: dict[str, Any], case: Case, profile: FiuProfile, schema: Fi
         if tx.channel not in settings["transmodes"]:
             settings["transmodes"][tx.channel] = ""
             changed = True
+        if tx.channel not in settings.setdefault("funds", {}):
+            settings["funds"][tx.channel] = {"from": "", "to": ""}  # blank: the default below
         if tx.currency != profile.currency_code_local and tx.currency not in settings["rates"]:
             settings["rates"][tx.currency] = ""
             changed = True
@@ -713,12 +716,12 @@ class Builder:
         account = str(tx.account_id) if tx.account_id is not None else ""
         self.locator.rows.append(Row(str(tx.pk), account, counterparty, debit))
         amount, foreign = self._amount(tx)
-        own = self._own_side("from" if debit else "to", account, foreign)
+        own = self._own_side("from" if debit else "to", account, foreign, tx.channel)
         if counterparty:
-            other = self._other_side("to" if debit else "from", counterparty, foreign)
+            other = self._other_side("to" if debit else "from", counterparty, foreign, tx.channel)
             sides = {"t_from_my_client": own, "t_to": other} if debit else {"t_from": other, "t_to_my_client": own}
         else:  # no counterparty named (cash at an ATM): the customer is both sides
-            mirror = self._own_side("to" if debit else "from", "", foreign)
+            mirror = self._own_side("to" if debit else "from", "", foreign, tx.channel)
             sides = (
                 {"t_from_my_client": own, "t_to_my_client": mirror}
                 if debit
@@ -767,9 +770,15 @@ class Builder:
             "foreign_exchange_rate": rate,
         }
 
-    def _own_side(self, side: str, account: str, foreign: dict[str, Any] | None) -> dict[str, Any]:
+    def _funds(self, side: str, channel: str) -> str:
+        """The funds type of a side of a transaction: its channel's, else the report's default
+        (cash at an ATM and a transfer are different funds)."""
         settings = self.content["transactions"]
-        data: dict[str, Any] = {f"{side}_funds_code": settings.get(f"{side}_funds_code", "")}
+        chosen = str(settings.get("funds", {}).get(channel, {}).get(side, ""))
+        return chosen or str(settings.get(f"{side}_funds_code", ""))
+
+    def _own_side(self, side: str, account: str, foreign: dict[str, Any] | None, channel: str) -> dict[str, Any]:
+        data: dict[str, Any] = {f"{side}_funds_code": self._funds(side, channel)}
         if foreign is not None:
             data[f"{side}_foreign_currency"] = foreign
         held = self.content["accounts"].get(account) if account else None
@@ -817,9 +826,8 @@ class Builder:
         account["beneficiary"] = account_name[:50]
         return account
 
-    def _other_side(self, side: str, key: str, foreign: dict[str, Any] | None) -> dict[str, Any]:
-        settings = self.content["transactions"]
-        data: dict[str, Any] = {f"{side}_funds_code": settings.get(f"{side}_funds_code", "")}
+    def _other_side(self, side: str, key: str, foreign: dict[str, Any] | None, channel: str) -> dict[str, Any]:
+        data: dict[str, Any] = {f"{side}_funds_code": self._funds(side, channel)}
         if foreign is not None:
             data[f"{side}_foreign_currency"] = foreign
         party = self.content["counterparties"].get(key)

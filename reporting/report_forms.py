@@ -164,6 +164,11 @@ class DraftForm(forms.Form):
             field = self._code("transmodes", "conduction_type", code)
             field.label = f"{drafting.LABELS['transmodes']}: {label}"
             self._add("transactions", f"transactions-transmode-{channel}", field)
+            funds = settings.get("funds", {}).get(channel, {})
+            for side, words in (("from", "paying"), ("to", "receiving")):
+                field = self._code(f"{side}_funds_code", "funds_type", funds.get(side, ""))
+                field.label = f"Funds type, {words} side: {label} (blank: the default)"
+                self._add("transactions", f"transactions-funds-{channel}-{side}", field)
         for currency, rate in settings.get("rates", {}).items():
             self._add(
                 "transactions",
@@ -301,6 +306,10 @@ class DraftForm(forms.Form):
             channel: text(f"transactions-transmode-{channel}") for channel in settings.get("transmodes", {})
         }
         settings["rates"] = {currency: text(f"transactions-rate-{currency}") for currency in settings.get("rates", {})}
+        settings["funds"] = {
+            channel: {side: text(f"transactions-funds-{channel}-{side}") for side in ("from", "to")}
+            for channel in settings.get("transmodes", {})
+        }
         if not self.too_many:
             settings["excluded"] = sorted(data.get("transactions-excluded", []))
         names = dict(saved.get("names", {}))

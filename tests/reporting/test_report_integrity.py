@@ -332,3 +332,26 @@ def test_the_stored_file_is_compressed_and_read_back_in_pieces_as_generated(setu
     assert len(bytes(content.data)) < len(whole)  # gzip, then encrypted
     assert b"".join(content.xml_chunks(size=1000)) == whole
     assert len(whole) == made.size
+
+
+def test_a_channel_may_have_funds_types_of_its_own(setup: rw.Reporting) -> None:
+    report = rw.drafted(setup)
+    content = drafting.loads(report)
+    assert set(content["transactions"]["funds"]) == {"transfer", "online_banking", "atm"}
+    content["transactions"]["funds"]["atm"] = {"from": "B", "to": "A"}  # an account debited for cash
+    report = reports.save(report, content, revision=report.revision, acting_user=setup.analyst)
+    page = client_for(setup.analyst).get(reverse("reports:report", args=[report.pk])).content.decode()
+    assert 'name="transactions-funds-atm-to"' in page
+    made = rw.generated(report, setup.analyst)
+    assert made.status == ReportFile.Status.VALID, made.faults
+    root = etree.fromstring(ReportFileContent.objects.get(file=made).xml())
+    atm = next(
+        tx
+        for tx in root.iter("transaction")
+        if tx.find("t_to_my_client") is not None and tx.find("t_from_my_client") is not None
+    )
+    assert atm.findtext("t_from_my_client/from_funds_code") == "B"
+    assert atm.findtext("t_to_my_client/to_funds_code") == "A"
+    default = content["transactions"]["from_funds_code"]
+    transfer = next(tx for tx in root.iter("transaction") if tx.find("t_to") is not None)
+    assert transfer.findtext("t_from_my_client/from_funds_code") == default
