@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -151,6 +152,20 @@ def _redate_open_reports(profile: FiuProfile) -> int:
     return moved
 
 
+def _calendar_changed(
+    profile: FiuProfile, user: User, reason: str, after: dict[str, Any], before: dict[str, Any] | None = None
+) -> None:
+    record(
+        EventType.FIU_CALENDAR_CHANGED,
+        actor=actor_of(user),
+        object_type="fiu-profile",
+        object_id=profile.slug,
+        reason=reason,
+        before=before,
+        after=after,
+    )
+
+
 def set_rules(
     profile: FiuProfile,
     *,
@@ -186,14 +201,12 @@ def set_rules(
         locked.time_zone, locked.reporting_user_code = time_zone, reporting_user_code.strip()
         locked.save(update_fields=["report_due_days", "warn_days", "weekend", "time_zone", "reporting_user_code"])
         moved = _redate_open_reports(locked)
-        record(
-            EventType.FIU_CALENDAR_CHANGED,
-            actor=actor_of(acting_user),
-            object_type="fiu-profile",
-            object_id=locked.slug,
-            reason="rules",
+        _calendar_changed(
+            locked,
+            acting_user,
+            "rules",
+            {**{key: getattr(locked, key) for key in before}, "reports_redated": moved},
             before=before,
-            after={**{key: getattr(locked, key) for key in before}, "reports_redated": moved},
         )
     return locked
 
@@ -210,13 +223,11 @@ def add_holiday(profile: FiuProfile, *, day: datetime.date, name: str, acting_us
             raise ValidationError(f"{day.isoformat()} is a holiday of {locked.name} already.")
         Holiday.objects.create(profile=locked, day=day, name=name.strip())
         moved = _redate_open_reports(locked)
-        record(
-            EventType.FIU_CALENDAR_CHANGED,
-            actor=actor_of(acting_user),
-            object_type="fiu-profile",
-            object_id=locked.slug,
-            reason="holiday added",
-            after={"day": day.isoformat(), "name": name.strip(), "reports_redated": moved},
+        _calendar_changed(
+            locked,
+            acting_user,
+            "holiday added",
+            {"day": day.isoformat(), "name": name.strip(), "reports_redated": moved},
         )
 
 
@@ -230,11 +241,4 @@ def remove_holiday(profile: FiuProfile, *, day: datetime.date, acting_user: User
         if not removed:
             raise ValidationError(f"{day.isoformat()} is not a holiday of {locked.name}.")
         moved = _redate_open_reports(locked)
-        record(
-            EventType.FIU_CALENDAR_CHANGED,
-            actor=actor_of(acting_user),
-            object_type="fiu-profile",
-            object_id=locked.slug,
-            reason="holiday removed",
-            after={"day": day.isoformat(), "reports_redated": moved},
-        )
+        _calendar_changed(locked, acting_user, "holiday removed", {"day": day.isoformat(), "reports_redated": moved})

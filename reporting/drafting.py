@@ -461,10 +461,8 @@ class Spelling:
 class Row:
     """What a written transaction came from, to take its faults back to the form."""
 
-    transaction: str  # the case transaction's id
     account: str  # the subject's account in the draft, or ""
     counterparty: str  # the counterparty's key, or ""
-    debit: bool
 
 
 @dataclass
@@ -714,7 +712,7 @@ class Builder:
             counterparty = counterparty_key(name, number, tx.counterparty_country)
         debit = tx.direction == Transaction.Direction.DEBIT
         account = str(tx.account_id) if tx.account_id is not None else ""
-        self.locator.rows.append(Row(str(tx.pk), account, counterparty, debit))
+        self.locator.rows.append(Row(account, counterparty))
         amount, foreign = self._amount(tx)
         own = self._own_side("from" if debit else "to", account, foreign, tx.channel)
         if counterparty:

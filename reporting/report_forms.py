@@ -67,28 +67,18 @@ class DraftForm(forms.Form):
         self.report, self.saved, self.schema = report, content, schema
         countries = _codes(schema, "country_type")
         self.sections: dict[str, list[str]] = {}
-        self._add(
-            "report",
-            "report-reason",
-            forms.CharField(
-                widget=forms.Textarea(attrs={"rows": 5}),
-                max_length=NARRATIVE_MAX,
-                required=False,
-                label=drafting.LABELS["reason"],
-                initial=content["reason"],
-            ),
-        )
-        self._add(
-            "report",
-            "report-action",
-            forms.CharField(
-                widget=forms.Textarea(attrs={"rows": 3}),
-                max_length=NARRATIVE_MAX,
-                required=False,
-                label=drafting.LABELS["action"],
-                initial=content["action"],
-            ),
-        )
+        for narrative, height in (("reason", 5), ("action", 3)):
+            self._add(
+                "report",
+                f"report-{narrative}",
+                forms.CharField(
+                    widget=forms.Textarea(attrs={"rows": height}),
+                    max_length=NARRATIVE_MAX,
+                    required=False,
+                    label=drafting.LABELS[narrative],
+                    initial=content[narrative],
+                ),
+            )
         self._add(
             "report",
             "report-indicators",

@@ -442,9 +442,3 @@ def _plain(message: str) -> str:
     text = message.strip()
     text = re.sub(r"\[facet '(\w+)'\]\s*", "", text)
     return text.replace("{http://www.w3.org/2001/XMLSchema}", "xs:")
-
-
-def element_of(fault: Fault) -> Any:
-    """The name of the element a fault is about (the last step of its path)."""
-    step = fault.path.rstrip("/").rsplit("/", 1)[-1]
-    return step.split("[", 1)[0]
