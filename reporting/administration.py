@@ -17,7 +17,6 @@ from accounts.administration import refused
 from accounts.permissions import Perm
 from caspix.access import requires
 from reporting import actions
-from reporting.deadlines import DEFAULT_WEEKEND
 from reporting.forms import FiuProfileForm, HolidayForm, RulesForm, SchemaUploadForm
 from reporting.models import FiuProfile, FiuSchema, Holiday
 
@@ -97,7 +96,7 @@ def _profile_page(request: HttpRequest, subject: FiuProfile, status: int = 200, 
         initial={
             "report_due_days": subject.report_due_days,
             "warn_days": subject.warn_days,
-            "weekend": subject.weekend or list(DEFAULT_WEEKEND),
+            "weekend": subject.weekend,  # [] counts every day: shown as no day ticked
             "time_zone": subject.time_zone,
             "reporting_user_code": subject.reporting_user_code,
         }

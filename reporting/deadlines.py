@@ -17,8 +17,6 @@ from django.utils import timezone
 
 from reporting.models import FiuProfile, Holiday
 
-DEFAULT_WEEKEND = (5, 6)  # Saturday and Sunday (Monday is 0)
-
 
 class Standing(StrEnum):
     ON_TIME = "on_time"

@@ -137,3 +137,14 @@ def test_an_overdue_report_is_escalated_and_a_submitted_one_is_not() -> None:
     Report.objects.filter(pk=report.pk).update(status=Report.Status.APPROVED)
     assert reports.escalate_deadlines(today) == 1
     assert [e["reason"] for e in events() if e["name"] == "REPORT_DEADLINE_NEAR"] == ["overdue"]
+
+
+@pytest.mark.django_db
+def test_a_calendar_with_no_weekend_shows_no_day_ticked() -> None:
+    setup = rw.build()
+    admin = setup.world.users["admin"]
+    rules = {"report_due_days": 5, "warn_days": 1, "weekend": [], "time_zone": "UTC", "reporting_user_code": ""}
+    actions.set_rules(setup.profile, **rules, acting_user=admin)  # type: ignore[arg-type]
+    page = client_for(admin).get(reverse("fiu_profiles:detail", args=[setup.profile.slug])).content.decode()
+    assert 'name="weekend" value="5" id="id_weekend_5"' in page
+    assert 'value="5" id="id_weekend_5" checked' not in page
