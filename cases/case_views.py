@@ -16,11 +16,10 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Exists, OuterRef, Subquery
 from django.forms import Form
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
-from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from accounts import approvals
@@ -52,6 +51,7 @@ from cases.models import (
 )
 from cases.timeline import timeline
 from caspix.access import requires
+from caspix.downloads import attachment
 
 SHOWN = 100  # alerts and transactions on the page; the timeline has its own limit
 
@@ -328,7 +328,7 @@ def evidence_add(request: HttpRequest, pk: int) -> HttpResponse:
 
 @requires(Perm.WORK_CASES)
 @require_safe
-def evidence_download(request: HttpRequest, pk: int, evidence: uuid.UUID) -> HttpResponse:
+def evidence_download(request: HttpRequest, pk: int, evidence: uuid.UUID) -> HttpResponseBase:
     """The file, as an attachment never rendered by the browser; the download is recorded."""
     subject = get_case_for_user(request.user, pk, Action.VIEW)
     try:
@@ -337,13 +337,7 @@ def evidence_download(request: HttpRequest, pk: int, evidence: uuid.UUID) -> Htt
         raise Http404("no such evidence") from None
     except ValidationError as error:
         return _page(request, _case_of(request.user, pk), status=409, errors=error.messages)
-    response = HttpResponse(data, content_type=item.content_type)
-    response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename=item.filename) or ""
-    response["Content-Length"] = str(len(data))
-    response["Cache-Control"] = "no-store"
-    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    response["Digest"] = f"sha-256={item.sha256}"
-    return response
+    return attachment(data, content_type=item.content_type, filename=item.filename, sha256=item.sha256)
 
 
 # --- related cases -------------------------------------------------------------------------------

@@ -15,12 +15,10 @@ from django.http import (
     HttpResponse,
     HttpResponseBase,
     HttpResponseRedirect,
-    StreamingHttpResponse,
 )
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from accounts import approvals
@@ -29,6 +27,7 @@ from accounts.models import User
 from accounts.permissions import Perm
 from cases.models import Action, Case
 from caspix.access import requires
+from caspix.downloads import attachment
 from reporting import deadlines, drafting, reports
 from reporting.models import Report, ReportFile
 from reporting.report_forms import (
@@ -344,13 +343,9 @@ def report_download(request: HttpRequest, pk: int, file: str) -> HttpResponseBas
         if isinstance(error, ReportFile.DoesNotExist):
             raise Http404("no such file") from None
         return _page(request, subject, status=409, errors=error.messages)
-    response = StreamingHttpResponse(chunks, content_type="application/xml")
-    response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename=made.filename) or ""
-    response["Content-Length"] = str(made.size)
-    response["Cache-Control"] = "no-store"
-    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    response["Digest"] = f"sha-256={made.sha256}"
-    return response
+    return attachment(
+        chunks, content_type="application/xml", filename=made.filename, size=made.size, sha256=made.sha256
+    )
 
 
 @requires(Perm.DRAFT_STR)
