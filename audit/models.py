@@ -124,6 +124,8 @@ class Verification(models.Model):
     first_bad_seq = models.BigIntegerField(null=True)
     report = models.TextField(blank=True)
 
+    objects = LedgerQuerySet.as_manager()
+
     class Meta:
         db_table = "audit_verification"
         ordering = ["-started_at"]
@@ -143,6 +145,8 @@ class DeliveryCursor(models.Model):
     target = models.CharField(max_length=64, primary_key=True)
     position = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = LedgerQuerySet.as_manager()
 
     class Meta:
         db_table = "audit_delivery_cursor"

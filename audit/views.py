@@ -33,10 +33,11 @@ from audit import merkle, proofs
 from audit.events import EventType
 from audit.integrity import last_result
 from audit.ledger import published_keys
-from audit.models import Checkpoint, Event, PendingEvent
+from audit.models import Checkpoint, DeliveryCursor, Event, PendingEvent, Verification
 from audit.verify import note_problem
 from caspix.access import public, requires
 from caspix.crypto.keys import KeyName, key_service
+from caspix.crypto.models import IntegrityIncident
 
 VIEW_LEDGER = "audit.view_ledger"
 PAGE_SIZE = 50
@@ -58,15 +59,38 @@ def render_page_or_fragment(request: HttpRequest, page: str, fragment: str, cont
     return response
 
 
+RECENT = 10
+
+
 @requires(VIEW_LEDGER)
 @require_safe
 def home(request: HttpRequest) -> HttpResponse:
+    """The integrity status: what the scheduled verifications found, the checkpoints, how far the
+    copies of the ledger (SIEM, sealed segments) have got, and the integrity incidents."""
+    user = request.user
+    runs = Verification.objects.restrict(user, "view").filter(finished_at__isnull=False).order_by("-started_at")
+    checkpoint = Checkpoint.objects.restrict(user, "view").order_by("-size").first()
+    size = Event.objects.restrict(user, "view").order_by("-seq").values_list("seq", flat=True).first() or 0
+    copies = [
+        {
+            "target": cursor.target,
+            "label": "SIEM forwarding" if cursor.target == "siem" else f"Sealed segments ({cursor.target})",
+            "position": cursor.position,
+            "behind": (size if cursor.target == "siem" else (checkpoint.size if checkpoint else 0)) - cursor.position,
+            "updated_at": cursor.updated_at,
+        }
+        for cursor in DeliveryCursor.objects.restrict(user, "view").order_by("target")
+    ]
     context = {
         "verification": last_result(),
-        "checkpoint": Checkpoint.objects.restrict(request.user, "view").order_by("-size").first(),
-        "size": Event.objects.restrict(request.user, "view").order_by("-seq").values_list("seq", flat=True).first()
-        or 0,
-        "pending": PendingEvent.objects.restrict(request.user, "view").count(),
+        "last_full": runs.filter(scope=Verification.Scope.FULL).first(),
+        "runs": list(runs[:RECENT]),
+        "checkpoint": checkpoint,
+        "checkpoints": Checkpoint.objects.restrict(user, "view").count(),
+        "size": size,
+        "pending": PendingEvent.objects.restrict(user, "view").count(),
+        "copies": copies,
+        "incidents": list(IntegrityIncident.objects.restrict(user, "view").order_by("-occurred_at")[:RECENT]),
     }
     return render(request, "audit/home.html", context)
 

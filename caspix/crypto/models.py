@@ -11,6 +11,7 @@ from django.db import models
 from django.utils import timezone
 
 from caspix.crypto.keys import KeyName
+from caspix.gates import GatedQuerySet
 
 
 class Purpose(models.TextChoices):
@@ -71,6 +72,11 @@ class DataKeyRecord(models.Model):
         return KEK_FOR[self.purpose]
 
 
+class IntegrityIncidentQuerySet(GatedQuerySet["IntegrityIncident"]):
+    # By name: caspix imports no app. Auditors read them on the integrity status page.
+    gates = {"view": ("audit.view_ledger",)}
+
+
 class IntegrityIncident(models.Model):
     """A ciphertext that failed authentication: tampered, moved to another row, or keyless.
 
@@ -91,6 +97,8 @@ class IntegrityIncident(models.Model):
     detail = models.CharField(max_length=200, blank=True)
     request_id = models.CharField(max_length=36, blank=True)
     occurred_at = models.DateTimeField(default=timezone.now)
+
+    objects = IntegrityIncidentQuerySet.as_manager()
 
     class Meta:
         db_table = "crypto_integrity_incident"
