@@ -83,8 +83,17 @@ bench: $(VENV)/.installed-dev
 	$(PY) scripts/preflight.py --bench
 	$(TEST_ENV) $(PY) -m bench $(BENCH)
 
+# Chart.js: the UMD build with the source map it names (collectstatic's manifest resolves it), and
+# the licences of Chart.js and of @kurkle/color, which that build bundles.
+# DejaVu Sans (regular and bold) with its licence: the access-review PDF's Unicode font, read at run time.
 vendor: node_modules/.installed
 	cp node_modules/htmx.org/dist/htmx.min.js node_modules/htmx.org/LICENSE static/vendor/htmx/
+	mkdir -p static/vendor/chartjs
+	cp node_modules/chart.js/dist/chart.umd.min.js node_modules/chart.js/dist/chart.umd.min.js.map static/vendor/chartjs/
+	cp node_modules/chart.js/LICENSE.md static/vendor/chartjs/LICENSE.md
+	cp node_modules/@kurkle/color/LICENSE.md static/vendor/chartjs/LICENSE-kurkle-color.md
+	mkdir -p static/vendor/dejavu
+	cp node_modules/dejavu-fonts-ttf/ttf/DejaVuSans.ttf node_modules/dejavu-fonts-ttf/ttf/DejaVuSans-Bold.ttf node_modules/dejavu-fonts-ttf/LICENSE static/vendor/dejavu/
 	$(PY) scripts/vendor_manifest.py
 
 clean:

@@ -29,6 +29,8 @@ AREAS = (
     Area("Dashboard", "reporting:dashboard", Perm.VIEW_DASHBOARD),
     Area("Administration", "accounts:admin_home", Perm.MANAGE_USERS),
     Area("Audit", "audit:home", Perm.VIEW_LEDGER),
+    Area("Exports", "exports:list", Perm.EXPORT_EVIDENCE),
+    Area("Access review", "access_review:list", Perm.VIEW_ACCESS_REVIEW, also=(Perm.SIGN_OFF_ACCESS_REVIEW,)),
 )
 
 

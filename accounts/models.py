@@ -43,6 +43,8 @@ class UserQuerySet(GatedQuerySet["User"]):
         "review": REVIEWERS,
         # A case worker picks the colleague to open a case to (the view keeps case workers only).
         "colleague": (Perm.WORK_CASES,),
+        # A manager's dashboard names the analysts whose closed cases it counts (usernames only).
+        "aggregate": (Perm.VIEW_DASHBOARD,),
     }
 
 
@@ -175,7 +177,12 @@ class RoleAssignment(models.Model):
 
 
 class TeamQuerySet(GatedQuerySet["Team"]):
-    gates = {"view": (Perm.MANAGE_TEAMS, Perm.MANAGE_USERS), "manage": (Perm.MANAGE_TEAMS,), "review": REVIEWERS}
+    gates = {
+        "view": (Perm.MANAGE_TEAMS, Perm.MANAGE_USERS),
+        "manage": (Perm.MANAGE_TEAMS,),
+        "review": REVIEWERS,
+        "aggregate": (Perm.VIEW_DASHBOARD,),  # a manager's dashboard counts cases by team
+    }
 
 
 class Team(models.Model):
@@ -527,13 +534,16 @@ class StuffingAlarm(models.Model):
 class ApprovalQuerySet(models.QuerySet["ApprovalRequest"]):
     def restrict(self, user: User | Any, action: str) -> ApprovalQuerySet:
         """``decide``: the requests of the kinds ``user`` may approve; ``view``: those and the
-        ones they made. Nothing for anyone else."""
+        ones they made; ``export``: every request, for the auditors' evidence packs. Nothing for
+        anyone else."""
         from accounts.approvals import KINDS  # the kinds register themselves there
 
-        if action not in ("view", "decide"):
-            raise ValueError(f"ApprovalRequest has no action {action!r}: decide, view")
+        if action not in ("view", "decide", "export"):
+            raise ValueError(f"ApprovalRequest has no action {action!r}: decide, export, view")
         if not (user.is_authenticated and user.is_active):
             return self.none()
+        if action == "export":
+            return self.all() if user.has_perm(Perm.EXPORT_EVIDENCE) else self.none()
         decidable = Q(kind__in=[name for name, kind in KINDS.items() if user.has_perm(kind.approver_permission)])
         return self.filter(decidable | Q(maker=user) if action == "view" else decidable)
 

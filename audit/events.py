@@ -102,6 +102,16 @@ class EventType(IntEnum):
     REPORT_REJECTED = 320  # by the FIU: the report is a draft again, with the FIU's reason
     REPORT_DEADLINE_NEAR = 321
     REPORT_ABANDONED = 322
+    # oversight: dashboards, access reviews, evidence packs and regulatory exports
+    DASHBOARD_EXPORTED = 330  # a dashboard table as CSV: which table, which filters
+    ACCESS_REVIEW_TAKEN = 340  # a snapshot of who holds what, with its SHA-256
+    ACCESS_REVIEW_EXPORTED = 341  # a snapshot as CSV or PDF
+    ACCESS_REVIEW_SIGNED_OFF = 342  # a manager signed off the snapshot of that SHA-256
+    EXPORT_REQUESTED = 350  # an evidence pack or a regulatory export: its kind and scope
+    EXPORT_BUILT = 351  # the pack's SHA-256, its manifest's and its size
+    EXPORT_FAILED = 352  # the build gave up; the reason, never a record's content
+    EXPORT_DOWNLOADED = 353
+    EXPORT_EXPIRED = 354  # its encrypted content was erased after the configured time
 
     # 4xx keys, encryption and backups
     KEY_ROTATED = 401

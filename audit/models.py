@@ -25,14 +25,15 @@ from caspix.gates import GatedQuerySet
 class LedgerQuerySet(GatedQuerySet[Any]):
     """The ledger's rows open to its readers (a permission named by string: audit imports no app)."""
 
-    gates = {"view": ("audit.view_ledger",)}
+    # "export": the events, proofs and checkpoints an evidence pack carries.
+    gates = {"view": ("audit.view_ledger",), "export": ("reporting.export_evidence",)}
 
     def about(self, object_type: str, reachable: models.QuerySet[Any]) -> Any:
         """The events about the objects of ``reachable``, a queryset that has passed its own
         model's ``restrict()``: that is the door here. A case's history opens to whoever may see
         the case, without opening the rest of the ledger to them."""
         uuid = isinstance(reachable.model._meta.pk, models.UUIDField)
-        ids = reachable.order_by().values(key=KeyText("pk", uuid=uuid)).values("key")
+        ids = reachable.order_by().values(ledger_object_id=KeyText("pk", uuid=uuid)).values("ledger_object_id")
         # object_id = ANY(ARRAY(subquery)): the subquery runs first and the index on the object
         # is probed with its few ids. With IN (subquery), ORDER BY seq DESC LIMIT n may walk the
         # whole ledger backwards, filtering every event (100 ms at 200,000 events).

@@ -27,6 +27,7 @@ import os
 import random
 import statistics
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from bench.database import environment, manage, measure_in_child, scratch_database
@@ -50,8 +51,19 @@ def _sql(statement: str, params: list[Any] | None = None) -> None:
         cursor.execute(statement, params)
 
 
-def populate() -> None:
-    """Teams, analysts and queues through the ORM; cases, alerts and the ledger's events by SQL."""
+@dataclass(frozen=True)
+class Staff:
+    """What :func:`staff` made, by id: the cases of a benchmark are spread over these."""
+
+    queue_ids: list[int]
+    user_ids: list[int]  # the analysts, team by team, WORKERS_PER_TEAM each, as the queues are
+    client_id: int
+    party_id: Any
+
+
+def staff() -> Staff:
+    """Teams, analysts and queues through the ORM, one API client and one party (also the
+    dashboard's benchmark, which spreads its cases over them differently)."""
     from accounts.models import Membership, Role, RoleAssignment, Team, User
     from cases.models import ApiClient, Party, Queue
 
@@ -69,9 +81,14 @@ def populate() -> None:
     party = Party()
     party.customer_id = "CUST-BENCH"
     party.save()
-
     queue_ids = list(Queue.objects.order_by("pk").values_list("pk", flat=True))
-    user_ids = [u.pk for u in users]
+    return Staff(queue_ids, [u.pk for u in users], client.pk, party.pk)
+
+
+def populate() -> None:
+    """Teams, analysts and queues through the ORM; cases, alerts and the ledger's events by SQL."""
+    made = staff()
+    queue_ids, user_ids = made.queue_ids, made.user_ids
     # Cases: queue by id, the assignee one of the queue's team (for those taken), 10 / 20 / 5 / 65 %
     # new / in progress / escalated / closed, opened over the last year, due by priority.
     queues, workers = len(queue_ids), WORKERS_PER_TEAM
@@ -105,7 +122,7 @@ def populate() -> None:
                %s, c.id, 10.00, 'EUR', '\\x00'::bytea
         FROM cases_case c
         """,
-        [client.pk, party.pk],
+        [made.client_id, made.party_id],
     )
     _ledger()
     _sql("ANALYZE")

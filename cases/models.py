@@ -15,7 +15,7 @@ import secrets
 import uuid
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from django.conf import settings
 from django.db import models
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from accounts.models import User
 
 
+_Rows = TypeVar("_Rows", bound=models.QuerySet[Any])
+
 # The SLA due time that sorts a case without one last (cases.queue.by_urgency, and an index).
 NO_DUE = datetime.datetime(9999, 12, 31, tzinfo=datetime.UTC)
 
@@ -51,6 +53,14 @@ class Action(StrEnum):
 
     VIEW = "view"
     WORK = "work"
+    AGGREGATE = "aggregate"  # counted in a manager's dashboard: never loaded for its content
+    EXPORT = "export"  # put in an auditor's evidence pack or register
+
+
+#: The actions that open every case, whatever its team, to the holders of one business permission.
+#: Neither opens a page of the workspace: a dashboard counts cases, and an export puts a case in a
+#: pack that is itself recorded in the ledger when it is asked for and when it is downloaded.
+WHOLE_BANK: dict[Action, Perm] = {Action.AGGREGATE: Perm.VIEW_DASHBOARD, Action.EXPORT: Perm.EXPORT_EVIDENCE}
 
 
 # The object permission (codename) an explicit grant of each action stores...
@@ -64,8 +74,13 @@ GRANTS_FOR: dict[Action, tuple[str, ...]] = {
 
 class QueueQuerySet(GatedQuerySet["Queue"]):
     # "route": the queues a case worker may send a case to (names only; the cases stay behind
-    # their own door).
-    gates = {"view": (Perm.MANAGE_TEAMS,), "manage": (Perm.MANAGE_TEAMS,), "route": (Perm.WORK_CASES,)}
+    # their own door). "aggregate": the queues a manager's dashboard counts cases by.
+    gates = {
+        "view": (Perm.MANAGE_TEAMS,),
+        "manage": (Perm.MANAGE_TEAMS,),
+        "route": (Perm.WORK_CASES,),
+        "aggregate": (Perm.VIEW_DASHBOARD,),
+    }
 
 
 class Queue(models.Model):
@@ -92,9 +107,18 @@ class CaseQuerySet(models.QuerySet["Case"]):
     _door: tuple[int, Action] | None = None
 
     def restrict(self, user: User | Any, action: Action | str) -> CaseQuerySet:
-        """The cases ``user`` may reach for ``action``; none for anyone who does not work cases."""
+        """The cases ``user`` may reach for ``action``: to view or work, those of their teams, their
+        own and those granted to them, and none for anyone who does not work cases; to aggregate
+        or export, every case for the holders of that permission (:data:`WHOLE_BANK`)."""
         action = Action(action)
-        if not (user.is_authenticated and user.is_active and user.has_perm(Perm.WORK_CASES)):
+        signed_in = user.is_authenticated and user.is_active
+        if action in WHOLE_BANK:
+            if not (signed_in and user.has_perm(WHOLE_BANK[action])):
+                return self.none()
+            through = self.all()
+            through._door = (user.pk, action)
+            return through
+        if not (signed_in and user.has_perm(Perm.WORK_CASES)):
             return self.none()
         through = self.filter(_door(user, action))
         through._door = (user.pk, action)
@@ -133,7 +157,23 @@ def reached(case: Case, user: User | Any, action: Action | str) -> bool:
     """Whether this case object was loaded through ``restrict(user, action)`` (or through the
     door for work, which includes viewing): its rows are then reached by its id alone."""
     mark = case.__dict__.get("_reached")
-    return mark is not None and mark[0] == user.pk and mark[1] in (Action(action), Action.WORK)
+    action = Action(action)
+    if mark is None or mark[0] != user.pk:
+        return False
+    return mark[1] == action or (mark[1] == Action.WORK and action == Action.VIEW)
+
+
+def through_door(rows: _Rows, path: str, user: User | Any, action: Action | str) -> _Rows:
+    """``rows`` whose case (at ``path``) passes :meth:`CaseQuerySet.restrict` for ``user``.
+
+    When the door opens the whole bank (:data:`WHOLE_BANK`), it adds no condition: every row has
+    its case, and ``case IN (every case)`` would have PostgreSQL read the id of every case for
+    each count of a dashboard (190 ms at 1,000,000 cases, docs/PERFORMANCE.md).
+    """
+    cases = Case.objects.restrict(user, action)
+    if Action(action) in WHOLE_BANK:
+        return rows.none() if cases.query.is_empty() else rows.all()
+    return rows.filter(**{f"{path}__in": cases})
 
 
 def _door(user: User | Any, action: Action) -> Q:
@@ -224,6 +264,19 @@ class Case(models.Model):
                 condition=~Q(status="closed"),
             ),
             models.Index(fields=["queue", "status"], name="case_open_by_queue", condition=~Q(status="closed")),
+            # A manager's dashboard (reporting/dashboard.py) counts the open cases by queue, age and
+            # SLA, and the cases closed in a period by week, queue, assignee and reason, from these
+            # two alone (index-only scans; bench/bench_dashboard.py); with a team, it finds the ids
+            # of its queues' cases (for their alerts and reports) in the third.
+            models.Index(
+                fields=["queue", "opened_at", "sla_due_at"], name="case_open_ageing", condition=~Q(status="closed")
+            ),
+            models.Index(
+                fields=["closed_at", "queue", "assignee", "closure_reason"],
+                name="case_closed_by_time",
+                condition=Q(status="closed"),
+            ),
+            models.Index(fields=["queue", "id"], name="case_ids_by_queue"),
         ]
 
     def __str__(self) -> str:
@@ -284,7 +337,7 @@ class ThroughCaseQuerySet(models.QuerySet[Any]):
     case_path: ClassVar[str] = "case"
 
     def restrict(self, user: User | Any, action: Action | str) -> Any:
-        return self.filter(**{f"{self.case_path}__in": Case.objects.restrict(user, action)})
+        return through_door(self, self.case_path, user, action)
 
     def of(self, case: Case, user: User | Any, action: Action | str) -> Any:
         """The rows of one case ``user`` may reach for ``action``: by the case's id when the case
@@ -391,6 +444,13 @@ class EvidenceContent(models.Model):
         return f"content of {self.evidence_id}"
 
 
+class CaseLinkQuerySet(models.QuerySet["CaseLink"]):
+    def restrict(self, user: User | Any, action: Action | str) -> CaseLinkQuerySet:
+        """The links between two cases that ``user`` may both reach for ``action``."""
+        reachable = Case.objects.restrict(user, action)
+        return self.filter(first__in=reachable, second__in=reachable)
+
+
 class CaseLink(models.Model):
     """Two related cases, linked by an analyst with a reason; stored once, lower id first."""
 
@@ -406,6 +466,8 @@ class CaseLink(models.Model):
     reason = models.CharField(max_length=20, choices=Reason.choices)
     linked_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     linked_at = models.DateTimeField(default=timezone.now)
+
+    objects = CaseLinkQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -429,7 +491,12 @@ def get_case_for_user(user: User | Any, pk: int | str, action: Action | str = Ac
 
 
 class ApiClientQuerySet(GatedQuerySet["ApiClient"]):
-    gates = {"view": (Perm.MANAGE_API_CLIENTS,), "manage": (Perm.MANAGE_API_CLIENTS,)}
+    # "aggregate": the sources a manager's dashboard counts alerts by (their names only).
+    gates = {
+        "view": (Perm.MANAGE_API_CLIENTS,),
+        "manage": (Perm.MANAGE_API_CLIENTS,),
+        "aggregate": (Perm.VIEW_DASHBOARD,),
+    }
 
 
 class Scope(models.TextChoices):
@@ -568,7 +635,7 @@ class AlertQuerySet(models.QuerySet["Alert"]):
                 if action == "view" and principal.allows(Scope.ALERTS_READ)
                 else self.none()
             )
-        return self.filter(case__in=Case.objects.restrict(principal, action))
+        return through_door(self, "case", principal, action)
 
     def of(self, case: Case, user: User | Any, action: Action | str) -> AlertQuerySet:
         """The alerts of one case ``user`` may reach (see :meth:`ThroughCaseQuerySet.of`)."""
@@ -598,6 +665,9 @@ class Alert(ProtectedModel):
     class Meta:
         ordering = ["-received_at"]
         constraints = [models.UniqueConstraint(fields=["client", "external_id"], name="alert_once_per_source")]
+        # A manager's dashboard counts the alerts received in a period by source and scenario (of
+        # a team's cases: by case), from this index alone.
+        indexes = [models.Index(fields=["received_at", "client", "scenario", "case"], name="alert_by_arrival")]
 
     def __str__(self) -> str:
         return f"alert {self.pk}"

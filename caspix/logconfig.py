@@ -54,5 +54,7 @@ def build_logging(level: str) -> dict[str, Any]:
             "django.db.backends": {"handlers": [], "level": "WARNING", "propagate": True},
             "gunicorn.error": {"handlers": [], "level": level, "propagate": True},
             "celery": {"handlers": [], "level": level, "propagate": True},
+            # fpdf2's font subsetting narrates each table it prunes at INFO: dozens of lines a PDF.
+            "fontTools": {"handlers": [], "level": "WARNING", "propagate": True},
         },
     }

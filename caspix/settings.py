@@ -457,6 +457,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
+# Evidence packs and regulatory exports: how long a built pack can be downloaded before its
+# encrypted content is erased (the record of it stays), and the widest period one may cover.
+CASPIX_EXPORT_HOURS = env.int("CASPIX_EXPORT_HOURS", 72, minimum=1, maximum=24 * 90)
+CASPIX_EXPORT_MAX_DAYS = env.int("CASPIX_EXPORT_MAX_DAYS", 366, minimum=1, maximum=3660)
+# A build whose worker gave no sign of life for this long is taken over by another (it died).
+CASPIX_EXPORT_STALE_SECONDS = env.int("CASPIX_EXPORT_STALE_SECONDS", 120, minimum=1, maximum=3600)
 CELERY_BEAT_SCHEDULE = {
     # A backstop: every recording transaction already asks for integration on commit.
     "integrate-ledger": {"task": "audit.tasks.integrate_ledger", "schedule": 5.0},
@@ -482,6 +488,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=23),
     },
     "expire-approvals": {"task": "accounts.tasks.expire_approvals", "schedule": crontab(minute="*/5")},
+    # Evidence packs and exports past their time lose their content (docs/AUDITORS.md).
+    "expire-exports": {"task": "reporting.tasks.expire_exports", "schedule": crontab(minute="*/15")},
+    # A backstop to the broker's redelivery: builds queued or stalled are asked for again.
+    "resume-exports": {"task": "reporting.tasks.resume_exports", "schedule": 60.0, "options": {"expires": 60.0}},
     "purge-sign-in-records": {"task": "accounts.tasks.purge_sign_in_records", "schedule": crontab(hour=3, minute=29)},
     "clear-expired-sessions": {
         "task": "accounts.tasks.clear_expired_sessions",
@@ -582,6 +592,12 @@ CASES: dict[str, Any] = {
 # After a transaction writes the outbox, relay it in a Celery task, or in the committing process
 # (the tests: deterministic, no broker in between).
 OUTBOX_RELAY = env.str("CASPIX_OUTBOX_RELAY", "inline" if TESTING else "task", choices=("task", "inline"))
+
+# --- Oversight: access reviews (docs/ACCESS.md) ----------------------------------------------------
+
+# An active account with no sign-in for this many days (counted from its creation when it never
+# signed in) is dormant in an access review.
+CASPIX_ACCESS_REVIEW_DORMANT_DAYS = env.int("CASPIX_ACCESS_REVIEW_DORMANT_DAYS", 90, minimum=1, maximum=3650)
 
 REST_FRAMEWORK: dict[str, Any] = {
     # Each API view names its own authentication and permission; the defaults let nobody in.

@@ -15,6 +15,8 @@ urlpatterns = [
     path("audit/", include("audit.urls")),
     path("dashboard/", include("reporting.urls")),
     path("reports/", include("reporting.report_urls")),
+    path("oversight/access-review/", include("reporting.access_review_urls")),
+    path("exports/", include("reporting.export_urls")),
     path("api/v1/", include("cases.api.urls")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

@@ -1,20 +1,31 @@
-"""Changes to FIU profiles: one transaction and one ledger event each (MANAGE_SETTINGS)."""
+"""Changes to FIU profiles (MANAGE_SETTINGS), access-review snapshots, their downloads and their
+sign-off, and the dashboard's CSV exports: one transaction and one ledger event each. (Evidence
+packs and exports have their own module, :mod:`reporting.exports`.)"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import gzip
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
-from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+import psycopg
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
 from accounts.actions import actor_of, require
-from accounts.models import User
+from accounts.models import REVIEWERS, User
 from accounts.permissions import Perm
+from audit.canonical import rfc3339
 from audit.events import EventType
 from audit.ledger import record
+from reporting import access_review, access_review_files
 from reporting.goaml import schema
-from reporting.models import FiuProfile, FiuSchema
+from reporting.models import SIGN_OFF_COMMENT_MAX, AccessReview, FiuProfile, FiuSchema
 
 
 def _extract(data: bytes, version: str) -> tuple[schema.Extracted, str]:
@@ -242,3 +253,152 @@ def remove_holiday(profile: FiuProfile, *, day: datetime.date, acting_user: User
             raise ValidationError(f"{day.isoformat()} is not a holiday of {locked.name}.")
         moved = _redate_open_reports(locked)
         _calendar_changed(locked, acting_user, "holiday removed", {"day": day.isoformat(), "reports_redated": moved})
+
+
+# --- access reviews: snapshots, their downloads and their sign-off --------------------------------
+
+EXPORT_FORMATS = ("csv", "pdf")
+
+
+@contextlib.contextmanager
+def _one_moment() -> Iterator[None]:
+    """Every query of the transaction opened inside in one database snapshot (REPEATABLE READ on
+    PostgreSQL): a role granted while the review is read is in it whole or not at all. Inside a
+    caller's transaction (a test's), that transaction's isolation stands."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        yield
+        return
+    connection.ensure_connection()
+    raw: psycopg.Connection[Any] = connection.connection
+    before = raw.isolation_level
+    raw.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    try:
+        yield
+    finally:
+        if not raw.closed:
+            raw.isolation_level = before
+
+
+def _require_reviewer(user: User) -> None:
+    if not any(user.has_perm(perm) for perm in REVIEWERS):
+        raise PermissionDenied("this needs a permission to review access")
+
+
+def take_access_review(*, acting_user: User) -> AccessReview:
+    """Freeze the access review as it stands into a snapshot to sign off; the ledger records
+    its SHA-256. Any access reviewer may take one."""
+    _require_reviewer(acting_user)
+    dormant_days: int = settings.CASPIX_ACCESS_REVIEW_DORMANT_DAYS
+    review_id = uuid.uuid4()
+    with _one_moment(), transaction.atomic(durable=True):
+        taken_at = timezone.now()
+        rows = access_review.access_review(acting_user, now=taken_at, dormant_days=dormant_days)
+        snapshot = access_review.document(
+            rows, review_id=str(review_id), taken_at=taken_at, taken_by=acting_user.username, dormant_days=dormant_days
+        )
+        data, sha256 = access_review.serialise(snapshot)
+        review = AccessReview(
+            id=review_id,
+            taken_at=taken_at,
+            taken_by=acting_user,
+            content=gzip.compress(data, mtime=0),
+            sha256=sha256,
+            users=len(rows),
+            dormant=sum(1 for row in rows if row.dormant),
+            conflicts=sum(1 for row in rows if row.conflict),
+        )
+        review.save(force_insert=True)
+        record(
+            EventType.ACCESS_REVIEW_TAKEN,
+            actor=actor_of(acting_user),
+            object_type="access-review",
+            object_id=str(review_id),
+            after={
+                "sha256": sha256,
+                "taken_at": rfc3339(taken_at),
+                "users": review.users,
+                "dormant": review.dormant,
+                "conflicts": review.conflicts,
+            },
+        )
+    return review
+
+
+def export_access_review(review: AccessReview, file_format: str, *, acting_user: User) -> bytes:
+    """A snapshot as CSV or PDF, made from its content once that is checked against its SHA-256;
+    each download is recorded with its format."""
+    _require_reviewer(acting_user)
+    if file_format not in EXPORT_FORMATS:
+        raise ValidationError(f"unknown format {file_format!r}: csv or pdf")
+    snapshot = review.document()
+    make = access_review_files.to_pdf if file_format == "pdf" else access_review_files.to_csv
+    made = make(review, snapshot)
+    with transaction.atomic(durable=True):
+        record(
+            EventType.ACCESS_REVIEW_EXPORTED,
+            actor=actor_of(acting_user),
+            object_type="access-review",
+            object_id=str(review.pk),
+            after={"format": file_format, "sha256": review.sha256, "signed_off": review.signed_off},
+        )
+    return made
+
+
+def sign_off_access_review(review: AccessReview, *, sha256_seen: str, comment: str, acting_user: User) -> AccessReview:
+    """A manager signs off the snapshot whose SHA-256 they were shown, once and for good.
+
+    Refused when the hash they saw is not the snapshot's, or the content no longer has it, or
+    someone signed it off already (the row is locked, and the write is conditional on no sign-off
+    yet: of two managers signing at once, one wins and the other is told)."""
+    require(acting_user, Perm.SIGN_OFF_ACCESS_REVIEW)
+    comment = comment.strip()
+    if len(comment) > SIGN_OFF_COMMENT_MAX:
+        raise ValidationError(f"The comment is too long: {SIGN_OFF_COMMENT_MAX} characters at most.")
+    with transaction.atomic(durable=True):
+        locked = AccessReview.objects.select_for_update(of=("self",)).select_related("signed_off_by").get(pk=review.pk)
+        if locked.signed_off:
+            raise ValidationError(_already(locked))
+        if sha256_seen.strip().lower() != locked.sha256:
+            raise ValidationError(
+                "The snapshot you were shown is not this one (its SHA-256 differs): read it again before signing off."
+            )
+        locked.canonical()  # its content still has the hash signed off
+        now = timezone.now()
+        won = AccessReview.objects.filter(pk=locked.pk, signed_off_at__isnull=True).update(
+            signed_off_by=acting_user, signed_off_at=now, sign_off_comment=comment
+        )
+        if not won:
+            raise ValidationError("This snapshot was signed off meanwhile.")
+        record(
+            EventType.ACCESS_REVIEW_SIGNED_OFF,
+            actor=actor_of(acting_user),
+            object_type="access-review",
+            object_id=str(locked.pk),
+            reason=comment,
+            after={"sha256": locked.sha256, "taken_at": rfc3339(locked.taken_at)},
+        )
+    locked.signed_off_by, locked.signed_off_at, locked.sign_off_comment = acting_user, now, comment
+    return locked
+
+
+def _already(review: AccessReview) -> str:
+    by = review.signed_off_by.username if review.signed_off_by else "someone"
+    at = review.signed_off_at.strftime("%Y-%m-%d %H:%M UTC") if review.signed_off_at else ""
+    return f"This snapshot was signed off already, by {by} on {at}: a sign-off is never changed."
+
+
+# --- the managers' dashboard ------------------------------------------------------------------------
+
+
+def record_dashboard_export(table: str, filters: dict[str, str], *, acting_user: User) -> None:
+    """A table of the dashboard left as CSV: which one and with which filters. Counts only, but
+    what leaves the application is recorded all the same."""
+    require(acting_user, Perm.VIEW_DASHBOARD)
+    with transaction.atomic(durable=True):
+        record(
+            EventType.DASHBOARD_EXPORTED,
+            actor=actor_of(acting_user),
+            object_type="dashboard",
+            object_id=table,
+            after=filters,
+        )

@@ -9,6 +9,7 @@ that would refuse every real value; one schema per profile is current.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import uuid
@@ -20,8 +21,9 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts.models import REVIEWERS
 from accounts.permissions import Perm
-from cases.models import Action, ThroughCaseQuerySet
+from cases.models import WHOLE_BANK, Action, ThroughCaseQuerySet
 from caspix.crypto.fields import EncryptedBinaryField, EncryptedTextField
 from caspix.gates import GatedQuerySet
 
@@ -136,6 +138,8 @@ class ReportQuerySet(ThroughCaseQuerySet):
     """Reports are open exactly as far as their case is, to those who draft or approve them."""
 
     def restrict(self, user: User | Any, action: Action | str) -> Any:
+        if Action(action) in WHOLE_BANK:  # counted or exported as far as the case door allows
+            return super().restrict(user, action)
         if not (user.has_perm(Perm.DRAFT_STR) or user.has_perm(Perm.APPROVE_STR)):
             return self.none()
         return super().restrict(user, action)
@@ -297,3 +301,192 @@ class ReportApproval(models.Model):
 
     def __str__(self) -> str:
         return f"approval {self.request_id} of {self.report}"
+
+
+# --- evidence packs and regulatory exports ----------------------------------------------------------
+
+
+class ExportQuerySet(models.QuerySet["Export"]):
+    """An auditor's export jobs are their own: others' are neither listed nor downloadable."""
+
+    def restrict(self, user: User | Any, action: str) -> ExportQuerySet:
+        if action not in ("view", "download"):
+            raise ValueError(f"Export has no action {action!r}: download, view")
+        if not (user.is_authenticated and user.is_active and user.has_perm(Perm.EXPORT_EVIDENCE)):
+            return self.none()
+        return self.filter(requested_by=user)
+
+
+class Export(models.Model):
+    """One evidence pack or regulatory export: asked for by an auditor, built by a worker as a
+    ZIP whose manifest hashes every file and is signed through the key service.
+
+    The ZIP is stored encrypted in :class:`ExportPart` rows, written in the same transaction that
+    makes the export ready, so a worker that dies mid-build leaves nothing visible; the parts are
+    erased when the export expires (the row and its hashes stay, for the record).
+    """
+
+    class Kind(models.TextChoices):
+        CASE_PACK = "case_pack", "Evidence pack of a case"
+        PERIOD_PACK = "period_pack", "Evidence pack of a period"
+        LEDGER_EXTRACT = "ledger_extract", "Ledger extract"
+        STR_REGISTER = "str_register", "Register of reports to the FIU"
+        CASE_REGISTER = "case_register", "Register of cases"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Waiting for a worker"
+        RUNNING = "running", "Being built"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+        EXPIRED = "expired", "Expired"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    case = models.ForeignKey("cases.Case", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    period_start = models.DateTimeField(null=True, blank=True)
+    period_end = models.DateTimeField(null=True, blank=True)  # exclusive
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    done = models.PositiveIntegerField(default=0)  # steps of the build done so far
+    total = models.PositiveIntegerField(default=0)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)  # by the worker that builds it
+    heartbeat_at = models.DateTimeField(null=True, blank=True)  # its last sign of life
+    attempts = models.PositiveSmallIntegerField(default=0)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)  # of the ZIP
+    manifest_sha256 = models.CharField(max_length=64, blank=True)
+    size = models.PositiveBigIntegerField(default=0)
+    checkpoint_size = models.BigIntegerField(null=True, blank=True)  # the events are proven against it
+    failure = models.CharField(max_length=300, blank=True)  # why, never a record's content
+
+    objects = ExportQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-requested_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(kind="case_pack") | Q(case__isnull=False), name="export_case_pack_has_case"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="case_pack") | Q(period_start__isnull=False, period_end__isnull=False),
+                name="export_period_given",
+            ),
+        ]
+        indexes = [models.Index(fields=["requested_by", "-requested_at"], name="export_by_requester")]
+
+    def __str__(self) -> str:
+        return f"export {self.pk}"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (self.Status.READY, self.Status.FAILED, self.Status.EXPIRED)
+
+    @property
+    def filename(self) -> str:
+        stamp = self.requested_at.strftime("%Y%m%dT%H%M%SZ")
+        return f"caspix-{self.kind.replace('_', '-')}-{stamp}-{str(self.pk)[:8]}.zip"
+
+
+class ExportPart(models.Model):
+    """A run of the ZIP's bytes (:data:`PART_SIZE` at most), encrypted (AES-256-GCM, bound to its
+    row): a pack of hundreds of megabytes is never one value in memory."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    export = models.ForeignKey(Export, on_delete=models.CASCADE, related_name="parts")
+    number = models.PositiveIntegerField()
+    data = EncryptedBinaryField()
+
+    class Meta:
+        ordering = ["export", "number"]
+        constraints = [models.UniqueConstraint(fields=["export", "number"], name="export_part_once")]
+
+    def __str__(self) -> str:
+        return f"part {self.number} of {self.export_id}"
+
+
+# --- access reviews --------------------------------------------------------------------------------
+
+
+SIGN_OFF_COMMENT_MAX = 2000  # characters
+
+
+class SnapshotAlteredError(Exception):
+    """A snapshot whose content no longer has the SHA-256 recorded when it was taken."""
+
+
+class AccessReviewQuerySet(GatedQuerySet["AccessReview"]):
+    # Access reviewers read every snapshot and take new ones; only a manager signs one off.
+    gates = {"view": REVIEWERS, "sign_off": (Perm.SIGN_OFF_ACCESS_REVIEW,)}
+
+
+class AccessReview(models.Model):
+    """A frozen snapshot of the access review (``reporting/access_review.py``) and its sign-off.
+
+    ``content`` is the snapshot document's canonical JSON, gzip-compressed; ``sha256`` is the hash
+    of the uncompressed bytes, the one the manager is shown and signs off. The content is encrypted
+    (AES-256-GCM, bound to the row) as every stored document of Caspix is, although it holds no
+    customer data: it maps who holds which privilege and which accounts lie dormant, a list of
+    targets for whoever gets a copy of the database or of a backup. The sign-off comment is plain
+    text: the ledger records it as the sign-off's reason, as it records every reason.
+
+    Taken once and never changed; signed off once and never again. The action locks the row and
+    signs off with an UPDATE conditional on ``signed_off_at IS NULL``; a trigger (this model's
+    migration) refuses every DELETE and any UPDATE of a signed-off row or of the snapshot's own
+    columns, whoever asks.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    taken_at = models.DateTimeField(default=timezone.now)
+    taken_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    content = EncryptedBinaryField()
+    sha256 = models.CharField(max_length=64)
+    # Counted from the content as it was taken, for the list, which opens no snapshot.
+    users = models.PositiveIntegerField(default=0)
+    dormant = models.PositiveIntegerField(default=0)
+    conflicts = models.PositiveIntegerField(default=0)
+    signed_off_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    signed_off_at = models.DateTimeField(null=True, blank=True)
+    sign_off_comment = models.TextField(max_length=SIGN_OFF_COMMENT_MAX, blank=True)
+
+    objects = AccessReviewQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-taken_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(signed_off_by__isnull=True, signed_off_at__isnull=True, sign_off_comment="")
+                | Q(signed_off_by__isnull=False, signed_off_at__isnull=False),
+                name="access_review_signed_off_whole",
+            ),
+            models.CheckConstraint(condition=Q(sha256__regex=r"^[0-9a-f]{64}$"), name="access_review_sha256_hex"),
+        ]
+
+    def __str__(self) -> str:
+        return f"access review {self.pk}"
+
+    @property
+    def signed_off(self) -> bool:
+        return self.signed_off_at is not None
+
+    @property
+    def filename(self) -> str:
+        """The downloads' name without its extension."""
+        return f"caspix-access-review-{self.taken_at.strftime('%Y%m%dT%H%M%SZ')}-{str(self.pk)[:8]}"
+
+    def canonical(self) -> bytes:
+        """The snapshot's canonical bytes, refused when they no longer have the recorded SHA-256."""
+        data = gzip.decompress(bytes(self.content))
+        if hashlib.sha256(data).hexdigest() != self.sha256:
+            raise SnapshotAlteredError(
+                "the snapshot no longer matches its SHA-256: it is withheld, report it to security"
+            )
+        return data
+
+    def document(self) -> dict[str, Any]:
+        """The snapshot as taken (``reporting.access_review.document``)."""
+        found: dict[str, Any] = json.loads(self.canonical())
+        return found

@@ -6,4 +6,5 @@ app_name = "reporting"
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("<slug:table>.csv", views.export, name="dashboard_export"),
 ]

@@ -8,7 +8,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 VENDOR = ROOT / "static" / "vendor"
-FILES = {"htmx.org": ["htmx/htmx.min.js"]}
+FILES = {
+    "htmx.org": ["htmx/htmx.min.js"],
+    "chart.js": ["chartjs/chart.umd.min.js", "chartjs/chart.umd.min.js.map"],
+    "dejavu-fonts-ttf": ["dejavu/DejaVuSans.ttf", "dejavu/DejaVuSans-Bold.ttf"],
+}
 
 
 def main() -> None:

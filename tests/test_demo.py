@@ -40,6 +40,24 @@ for n in range(2):
 """
 
 
+EXPORT = """
+import io
+from accounts.models import User
+from audit.ledger import published_keys
+from caspix_verify import load_public_keys, verify_pack
+import json
+from cases.models import Case
+from reporting import exports
+auditor = User.objects.get(username="auditor")
+case = Case.objects.restrict(auditor, "export").order_by("pk").first()
+made = exports.request_export("case_pack", case=case, acting_user=auditor)  # built in-process, on commit
+made.refresh_from_db()
+_, chunks = exports.download(str(made.pk), acting_user=auditor)
+result = verify_pack(io.BytesIO(b"".join(chunks)), load_public_keys(json.dumps(published_keys())))
+print(made.status, result.intact, result.problems)
+"""
+
+
 def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "manage.py", *args]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=True)
@@ -63,6 +81,9 @@ def test_it_migrates_seeds_and_serves_the_login_page(demo_env: dict[str, str], t
     manage(demo_env, "shell", "--verbosity", "0", "-c", RECORD)
     report = json.loads(manage(demo_env, "audit_verify", "--json").stdout)
     assert (report["intact"], report["size"]) == (True, 2)
+    # An evidence pack is built in-process on SQLite, and verifies.
+    exported = manage(demo_env, "shell", "--verbosity", "0", "-c", EXPORT).stdout.strip().splitlines()[-1]
+    assert exported == "ready True []"
 
     with gunicorn_process(demo_env, settings="caspix.settings") as client:
         login = client("/login/")

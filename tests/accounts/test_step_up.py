@@ -27,7 +27,7 @@ from audit.models import PendingEvent
 from cases import workflow
 from cases.models import ApiClient, ApiKey, Case, Queue, RoutingRule, Webhook
 from caspix.access import STEP_UP_SESSION_KEY, access_rule
-from reporting.models import FiuProfile
+from reporting.models import Export, FiuProfile
 from tests.caspix.test_access import all_patterns
 from tests.conftest import client_for
 from tests.personas import World, build_world
@@ -64,6 +64,8 @@ FORM_PAGES = {
     "administration/fiu-profiles/<slug:slug>/holidays": "/administration/fiu-profiles/uae/",
     # the lead decides on the report's page; no report is needed to be sent to verify first
     "reports/<int:pk>/decide": "/reports/",
+    # a manager signs off on the snapshot's page; the list is enough to be sent to verify first
+    "oversight/access-review/<uuid:pk>/sign-off": "/oversight/access-review/",
 }
 POST_ONLY_STEP_UP_ROUTES = sorted(FORM_PAGES)
 
@@ -125,7 +127,7 @@ def snapshot() -> tuple[int, ...]:
         RolePermission,
         User,
     )
-    counts = tuple(model._default_manager.count() for model in models)
+    counts = (*(model._default_manager.count() for model in models), Export.objects.all().count())
     return (
         *counts,
         ApprovalRequest.objects.filter(status="pending").count(),
@@ -279,7 +281,12 @@ def step_up_world() -> World:
 
 
 def actor_for(route: str, world: World) -> User:
-    """Who uses a step-up view: the lead decides case closures and reports, the administrator the rest."""
+    """Who uses a step-up view: the lead decides case closures and reports, the manager signs off
+    access reviews, the auditor asks for evidence packs, the administrator the rest."""
+    if route.startswith("oversight/access-review/"):
+        return world.users["manager"]
+    if route.startswith("exports/"):
+        return world.users["auditor"]
     return world.users["lead" if route.startswith(("work/", "reports/")) else "admin"]
 
 

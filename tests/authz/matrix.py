@@ -226,10 +226,33 @@ MATRIX: tuple[Entry, ...] = (
     Entry("cases:approval", "POST", only(404, "lead"), lambda w, p, o: {"pk": MISSING_PK}),
     # --- dashboards and the audit area
     Entry("reporting:dashboard", "GET", only(200, "manager")),
+    Entry("reporting:dashboard", "POST", only(405, "manager")),
+    Entry("reporting:dashboard_export", "GET", only(200, "manager"), lambda w, p, o: {"table": "open-queues"}),
+    Entry("reporting:dashboard_export", "GET", only(404, "manager"), lambda w, p, o: {"table": "nowhere"}),
+    Entry("reporting:dashboard_export", "POST", only(405, "manager"), lambda w, p, o: {"table": "open-queues"}),
+    # --- access review: snapshots for who reviews access (auditors, managers), sign-off for managers;
+    # no snapshot exists in the world, so one named answers 404 alike to those who may read it
+    Entry("access_review:list", "GET", only(200, "manager", "auditor")),
+    Entry("access_review:take", "POST", only(302, "manager", "auditor")),
+    Entry("access_review:take", "GET", only(405, "manager", "auditor")),
+    Entry("access_review:review", "GET", only(404, "manager", "auditor"), lambda w, p, o: {"pk": NOWHERE}),
+    Entry("access_review:sign_off", "POST", only(404, "manager"), lambda w, p, o: {"pk": NOWHERE}),
+    Entry(
+        "access_review:download",
+        "GET",
+        only(404, "manager", "auditor"),
+        lambda w, p, o: {"pk": NOWHERE, "file_format": "pdf"},
+    ),
     Entry("audit:home", "GET", only(200, ADMIN, "auditor")),
     Entry("audit:events", "GET", only(200, ADMIN, "auditor")),
     Entry("audit:event", "GET", only(200, ADMIN, "auditor"), lambda w, p, o: {"seq": w.event_seq}),
     Entry("audit:ledger_keys", "GET", everyone(200)),
+    # --- the auditors' evidence packs and exports (their own only; none exists in the world)
+    Entry("exports:list", "GET", only(200, "auditor")),
+    Entry("exports:list", "POST", only(400, "auditor")),
+    Entry("exports:export", "GET", only(404, "auditor"), lambda w, p, o: {"pk": NOWHERE}),
+    Entry("exports:progress", "GET", only(404, "auditor"), lambda w, p, o: {"pk": NOWHERE}),
+    Entry("exports:download", "GET", only(404, "auditor"), lambda w, p, o: {"pk": NOWHERE}),
     # --- the intake API: a signed request or nothing, whoever is signed in to the browser
     Entry("api:alerts", "POST", everyone(401)),
     Entry("api:alerts_bulk", "POST", everyone(401)),

@@ -21,6 +21,8 @@ from tests.personas import MISSING_PK, World, build_world
 
 pytestmark = pytest.mark.django_db
 
+TEAM_ACTIONS = [Action.VIEW, Action.WORK]  # the doors of teams, assignees and grants
+
 NON_CASEWORKERS = ("admin", "manager", "auditor", "roleless")
 
 
@@ -64,7 +66,7 @@ def test_it_keeps_another_teams_queue_closed(world: World) -> None:
 
 
 @pytest.mark.parametrize("persona", ["analyst", "lead", "other_analyst"])
-@pytest.mark.parametrize("action", list(Action))
+@pytest.mark.parametrize("action", TEAM_ACTIONS)
 def test_it_lets_the_assignee_reach_a_case_in_another_teams_queue(world: World, persona: str, action: Action) -> None:
     own = world.cases[persona]["own"]
     user = world.users[persona]
@@ -103,7 +105,7 @@ def test_it_accepts_the_action_by_its_value(world: World) -> None:
         Case.objects.restrict(bob, "edit")
 
 
-@pytest.mark.parametrize("action", list(Action))
+@pytest.mark.parametrize("action", TEAM_ACTIONS)
 def test_it_returns_each_case_once_whatever_the_paths_to_it(world: World, action: Action) -> None:
     bob = world.users["analyst"]
     case = open_every_way(world, bob)
@@ -128,11 +130,11 @@ def test_it_gives_nothing_to_one_who_does_not_work_cases(world: World, persona: 
 
 def test_it_adds_nothing_for_the_superuser_flag_on_an_analyst(world: World) -> None:
     bob = world.users["analyst"]
-    before = {action: reach(bob, action) for action in Action}
+    before = {action: reach(bob, action) for action in TEAM_ACTIONS}
     User.objects.filter(pk=bob.pk).update(is_superuser=True, is_staff=True)
     root_bob = fresh(bob)
     assert root_bob.is_superuser
-    for action in Action:
+    for action in TEAM_ACTIONS:
         assert reach(root_bob, action) == before[action]
     assert Case.objects.count() > len(before[Action.VIEW])
 
@@ -254,3 +256,20 @@ def test_it_lists_in_a_constant_number_of_queries(world: World) -> None:
     assert many[0] == team_cases + assigned + granted
     # the user's permissions, then the listing itself: teams and grants are subqueries of it
     assert few[1] == many[1] == 2
+
+
+@pytest.mark.parametrize(
+    ("action", "holder"), [(Action.AGGREGATE, "manager"), (Action.EXPORT, "auditor")], ids=["aggregate", "export"]
+)
+def test_the_whole_bank_doors_open_every_case_to_their_permission_only(
+    world: World, action: Action, holder: str
+) -> None:
+    every = set(Case.objects.values_list("pk", flat=True))
+    assert every
+    assert reach(world.users[holder], action) == every
+    for persona in ("admin", "analyst", "lead", "roleless", "manager", "auditor"):
+        if persona != holder:
+            assert reach(world.users[persona], action) == set(), persona
+    # ...and neither opens the workspace's doors
+    assert reach(world.users[holder], Action.VIEW) == set()
+    assert reach(world.users[holder], Action.WORK) == set()

@@ -33,7 +33,7 @@ def test_it_gives_the_superuser_flag_nothing(analyst: User) -> None:
 
 
 def test_it_names_the_actions_it_knows(admin: User) -> None:
-    with pytest.raises(ValueError, match="Queue has no action 'delete': manage, route, view"):
+    with pytest.raises(ValueError, match="Queue has no action 'delete': aggregate, manage, route, view"):
         Queue.objects.restrict(admin, "delete")
 
 
