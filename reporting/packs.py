@@ -98,13 +98,6 @@ class PackWriter:
     def add_json(self, path: str, value: Any) -> None:
         self.add(path, dumps(value))
 
-    def add_csv(self, path: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-        with self.member(path) as sink:
-            writer = csv.writer(_Text(sink))
-            writer.writerow(header)
-            for row in rows:
-                writer.writerow([csv_cell(value) for value in row])
-
     def discard(self) -> None:
         """Close the archive of a build that failed (the caller throws the file away)."""
         with contextlib.suppress(Exception):
@@ -123,16 +116,6 @@ class PackWriter:
         return hashlib.sha256(data).hexdigest()
 
 
-class _Text:
-    """Text written as UTF-8 into a member (what :mod:`csv` writes to)."""
-
-    def __init__(self, sink: _Hashing) -> None:
-        self._sink = sink
-
-    def write(self, text: str) -> int:
-        return self._sink.write(text.encode())
-
-
 def dumps(value: Any) -> bytes:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str).encode() + b"\n"
 
@@ -141,6 +124,27 @@ def csv_cell(value: Any) -> str:
     """A value as a CSV cell a spreadsheet will not run: formulas are quoted (OWASP CSV injection)."""
     text = "" if value is None else str(value)
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def write_table(pack: PackWriter, name: str, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> int:
+    """``records/<name>.json`` (an array) and ``records/<name>.csv`` of ``rows``, streamed: a
+    register of a year may hold a million rows, never all in memory. Returns how many."""
+    count = 0
+    with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as spool:
+        table = csv.writer(spool)
+        table.writerow(columns)
+        with pack.member(f"records/{name}.json") as sink:
+            sink.write(b"[")
+            for row in rows:
+                sink.write((b",\n" if count else b"\n") + json.dumps(row, sort_keys=True, ensure_ascii=False).encode())
+                table.writerow([csv_cell(row[column]) for column in columns])
+                count += 1
+            sink.write(b"\n]\n")
+        spool.seek(0)
+        with pack.member(f"records/{name}.csv") as sink:
+            while text := spool.read(CHUNK):
+                sink.write(text.encode())
+    return count
 
 
 def sign_manifest(data: bytes) -> bytes:
@@ -468,7 +472,7 @@ def build(export: Export, out: IO[bytes], progress: Callable[[int, int], None]) 
         summary, checkpoint = builders[Export.Kind(export.kind)](export, user, pack, progress)
         if checkpoint is not None:
             manifest["checkpoint"] = {"path": CHECKPOINT, "size": checkpoint.size, "events": EVENTS}
-        context = {"records": None, "events": (), "ledger": None, "attachments": (), "cases": (), "reports": ()}
+        context = {"records": None, "events": (), "ledger": None, "attachments": (), "case_count": 0, "report_count": 0}
         page = render_to_string("reporting/pack_summary.html", {**context, **summary, "manifest": manifest})
         pack.add("summary.html", page.encode())
     except BaseException:
@@ -547,7 +551,6 @@ def _period_pack(export: Export, user: User, pack: PackWriter, progress: Callabl
     progress(0, total)
     part = write_events(pack, events, checkpoint, lambda done: progress(done, total), keep_rows=False)
     paths = write_attachments(pack, user, evidence, lambda done: progress(part.count + done, total))
-    cases = [case_row(case) for case in _touched(export, user)]
     attachments = [
         {
             "path": paths[str(item.pk)],
@@ -562,9 +565,9 @@ def _period_pack(export: Export, user: User, pack: PackWriter, progress: Callabl
         }
         for item in evidence.select_related("added_by").order_by("added_at", "id")
     ]
-    pack.add_json(RECORDS, {"cases": cases, "attachments": attachments})
-    pack.add_csv("records/cases.csv", CASE_COLUMNS, ([row[c] for c in CASE_COLUMNS] for row in cases))
-    return {"cases": cases, "ledger": part, "attachments": attachments}, checkpoint
+    pack.add_json(RECORDS, {"attachments": attachments})
+    cases = write_table(pack, "cases", CASE_COLUMNS, (case_row(case) for case in _touched(export, user).iterator(2000)))
+    return {"case_count": cases, "ledger": part, "attachments": attachments}, checkpoint
 
 
 def _ledger_extract(export: Export, user: User, pack: PackWriter, progress: Callable[[int, int], None]) -> Summary:
@@ -596,7 +599,7 @@ def _str_register(export: Export, user: User, pack: PackWriter, progress: Callab
         .select_related("profile", "approved_file")
         .order_by("created_at", "pk")
     )
-    rows = [
+    rows = (
         {
             "reference": report.reference,
             "case": reference_of(report.case_id),
@@ -613,12 +616,11 @@ def _str_register(export: Export, user: User, pack: PackWriter, progress: Callab
             "fiu_reference": report.fiu_ref_number or None,
             "answered_on": _time(report.answered_on),
         }
-        for report in reports
-    ]
-    progress(len(rows), len(rows))
-    pack.add_json("records/reports.json", rows)
-    pack.add_csv("records/reports.csv", REPORT_COLUMNS, ([row[c] for c in REPORT_COLUMNS] for row in rows))
-    return {"reports": rows}, None
+        for report in reports.iterator(chunk_size=2000)
+    )
+    count = write_table(pack, "reports", REPORT_COLUMNS, rows)
+    progress(count, count)
+    return {"report_count": count}, None
 
 
 def _case_register(export: Export, user: User, pack: PackWriter, progress: Callable[[int, int], None]) -> Summary:
@@ -628,8 +630,6 @@ def _case_register(export: Export, user: User, pack: PackWriter, progress: Calla
         .select_related("queue__team", "assignee")
         .order_by("pk")
     )
-    rows = [case_row(case) for case in cases.iterator(chunk_size=2000)]
-    progress(len(rows), len(rows))
-    pack.add_json("records/cases.json", rows)
-    pack.add_csv("records/cases.csv", CASE_COLUMNS, ([row[c] for c in CASE_COLUMNS] for row in rows))
-    return {"cases": rows}, None
+    count = write_table(pack, "cases", CASE_COLUMNS, (case_row(case) for case in cases.iterator(chunk_size=2000)))
+    progress(count, count)
+    return {"case_count": count}, None

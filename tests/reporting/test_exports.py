@@ -153,7 +153,7 @@ def test_the_pack_is_stored_encrypted_in_parts(setup: rw.Reporting) -> None:
 @pytest.mark.parametrize(
     ("kind", "expected"),
     [
-        (Export.Kind.PERIOD_PACK, {"records/cases.csv", RECORDS, EVENTS, CHECKPOINT}),
+        (Export.Kind.PERIOD_PACK, {"records/cases.csv", "records/cases.json", RECORDS, EVENTS, CHECKPOINT}),
         (Export.Kind.LEDGER_EXTRACT, {"ledger/events.csv", EVENTS, CHECKPOINT}),
         (Export.Kind.STR_REGISTER, {"records/reports.csv", "records/reports.json"}),
         (Export.Kind.CASE_REGISTER, {"records/cases.csv", "records/cases.json"}),
@@ -170,6 +170,12 @@ def test_each_kind_of_export_verifies(setup: rw.Reporting, kind: str, expected: 
         assert not any(b"Layla" in data or rw.IBAN.encode() in data for data in files.values())
     if kind == Export.Kind.STR_REGISTER:
         assert setup.case.reference.encode() in files["records/reports.csv"]
+        assert [row["case"] for row in json.loads(files["records/reports.json"])] == [setup.case.reference]
+    if kind in (Export.Kind.CASE_REGISTER, Export.Kind.PERIOD_PACK):
+        registered = {row["reference"] for row in json.loads(files["records/cases.json"])}
+        assert setup.case.reference in registered
+        lines = files["records/cases.csv"].decode().splitlines()
+        assert lines[0].startswith("reference,title,queue") and len(lines) == len(registered) + 1
     if kind == Export.Kind.PERIOD_PACK:
         assert {item["filename"] for item in json.loads(files[RECORDS])["attachments"]} >= {"statement.pdf"}
 
