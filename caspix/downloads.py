@@ -1,8 +1,10 @@
-"""A file handed to the browser to save, never to render: one response for every download."""
+"""A file handed to the browser to save, never to render: one response for every download, and
+one rule for the CSV cells in it."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.utils.http import content_disposition_header
@@ -33,3 +35,14 @@ def attachment(
     if sha256:
         response["Digest"] = f"sha-256={sha256}"
     return response
+
+
+#: What a spreadsheet may take a cell for a formula by (OWASP, CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> str:
+    """A value as a CSV cell a spreadsheet shows as text and never runs: a cell that would start a
+    formula gets a quote before it (names come from people and from the banks' systems)."""
+    text = "" if value is None else str(value)
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else text

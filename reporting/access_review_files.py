@@ -27,9 +27,9 @@ from django.conf import settings
 from fpdf import FPDF
 from fpdf.fonts import TTFFont
 
+from caspix.downloads import csv_cell
 from reporting.models import AccessReview
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 FONT_DIR = Path(settings.BASE_DIR) / "static" / "vendor" / "dejavu"
 FONT = "DejaVu"
 MISSING_GLYPH = "\ufffd"
@@ -60,12 +60,6 @@ def role_changes(snapshot: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # --- CSV -----------------------------------------------------------------------------------------
-
-
-def guarded(value: object) -> str:
-    """A cell a spreadsheet shows as text, never runs as a formula."""
-    text = "" if value is None else str(value)
-    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
 
 
 def to_csv(review: AccessReview, snapshot: dict[str, Any]) -> bytes:
@@ -123,7 +117,7 @@ def to_csv(review: AccessReview, snapshot: dict[str, Any]) -> bytes:
     ]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerows([guarded(cell) for cell in row] for row in rows)
+    writer.writerows([csv_cell(value) for value in row] for row in rows)
     return out.getvalue().encode("utf-8-sig")  # the BOM tells spreadsheets it is UTF-8
 
 

@@ -30,7 +30,9 @@ from django.utils import timezone
 
 from accounts.models import Team, User
 from cases.models import Action, Alert, ApiClient, Case, Queue
+from caspix.downloads import csv_cell
 from reporting.models import Report
+from reporting.report_forms import DateInput
 
 #: An open case is at risk when its SLA falls due within this time (and has not passed yet).
 AT_RISK = datetime.timedelta(hours=4)
@@ -47,14 +49,9 @@ LONGEST = 366  # days in a period at most: every figure of the period costs its 
 CHART_ROWS = 20  # a chart of many rows draws the first ones; its table lists them all
 NO_ASSIGNEE = "(no assignee)"
 REASONS = tuple(Case.ClosureReason.values)  # read once: the enum builds the list anew each time
-FORMULA = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may take a cell for a formula by
 
 
 # --- the filters ------------------------------------------------------------------------------------
-
-
-class DateInput(forms.DateInput):
-    input_type = "date"  # the browser's date picker; it sends YYYY-MM-DD, which the field reads
 
 
 def weeks_before(end: datetime.date) -> datetime.date:
@@ -550,16 +547,9 @@ def table(scope: Scope, name: str) -> Table:
     return next(one for one in made if one.name == name)
 
 
-def cell(value: str | int) -> str:
-    """A CSV cell a spreadsheet shows as text: a formula's first character gets a quote before it
-    (queue, team and scenario names come from people and from the banks' systems)."""
-    text = str(value)
-    return f"'{text}" if text.startswith(FORMULA) else text
-
-
 def to_csv(made: Table) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow([cell(column) for column in made.columns])
-    writer.writerows([cell(value) for value in row] for row in made.rows)
+    writer.writerow([csv_cell(column) for column in made.columns])
+    writer.writerows([csv_cell(value) for value in row] for row in made.rows)
     return out.getvalue()

@@ -43,6 +43,7 @@ from audit.ledger import integrate_all, key_id, origin, seal, stored_nodes
 from audit.models import Checkpoint, Event
 from cases.models import Action, Alert, Case, CaseLink, Evidence, Note, Transaction, reference_of
 from caspix.crypto.keys import KeyName, key_service
+from caspix.downloads import csv_cell
 from caspix_verify import CHECKPOINT, EVENTS, FORMAT, MANIFEST, RECORDS, SIGNATURE, SIGNING_CONTEXT
 from reporting.models import Export, Report
 
@@ -118,12 +119,6 @@ class PackWriter:
 
 def dumps(value: Any) -> bytes:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str).encode() + b"\n"
-
-
-def csv_cell(value: Any) -> str:
-    """A value as a CSV cell a spreadsheet will not run: formulas are quoted (OWASP CSV injection)."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def write_table(pack: PackWriter, name: str, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> int:

@@ -175,7 +175,8 @@ def test_each_kind_of_export_verifies(setup: rw.Reporting, kind: str, expected: 
         registered = {row["reference"] for row in json.loads(files["records/cases.json"])}
         assert setup.case.reference in registered
         lines = files["records/cases.csv"].decode().splitlines()
-        assert lines[0].startswith("reference,title,queue") and len(lines) == len(registered) + 1
+        assert lines[0].startswith("reference,title,queue")
+        assert len(lines) == len(registered) + 1
     if kind == Export.Kind.PERIOD_PACK:
         assert {item["filename"] for item in json.loads(files[RECORDS])["attachments"]} >= {"statement.pdf"}
 
