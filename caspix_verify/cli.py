@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from caspix_verify import KeyFileError, load_public_keys, verify_pack
+from caspix_verify import KeyFileError, extract, load_public_keys, verify_pack
 
 
 def _say(line: str) -> None:
@@ -27,6 +27,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the ledger's public key: the JSON published at /audit/ledger-keys, C2SP verifier keys, "
         "a PEM file or a base64 raw key",
     )
+    parser.add_argument(
+        "--extract",
+        metavar="DIR",
+        help="once the pack is found intact, write its files into DIR (new or empty), each checked "
+        "again as it is written: open those, not the ZIP, with other tools",
+    )
     arguments = parser.parse_args(argv)
     try:
         with open(arguments.public_key, encoding="utf-8") as key_file:
@@ -37,14 +43,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with open(arguments.pack, "rb") as pack:
             result = verify_pack(pack, keys)
+            for line in result.checked:
+                _say(f"ok: {line}")
+            for problem in result.problems:
+                _say(f"FAILED: {problem}")
+            _say(
+                "The pack is intact."
+                if result.intact
+                else f"The pack is NOT intact: {len(result.problems)} problem(s)."
+            )
+            if result.intact and arguments.extract:
+                extract(pack, result, arguments.extract)
+                _say(f"Its {len(result.digests)} files, checked again, are in {arguments.extract}.")
     except OSError as error:
         _say(f"FAILED: cannot read the pack: {error}")
         return 1
-    for line in result.checked:
-        _say(f"ok: {line}")
-    for problem in result.problems:
-        _say(f"FAILED: {problem}")
-    _say("The pack is intact." if result.intact else f"The pack is NOT intact: {len(result.problems)} problem(s).")
+    except ValueError as error:
+        _say(f"FAILED: not extracted: {error}")
+        return 1
     return 0 if result.intact else 1
 
 

@@ -4,17 +4,14 @@ packs and exports have their own module, :mod:`reporting.exports`.)"""
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import gzip
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.actions import actor_of, require
@@ -23,6 +20,7 @@ from accounts.permissions import Perm
 from audit.canonical import rfc3339
 from audit.events import EventType
 from audit.ledger import record
+from caspix.snapshots import one_moment
 from reporting import access_review, access_review_files
 from reporting.goaml import schema
 from reporting.models import SIGN_OFF_COMMENT_MAX, AccessReview, FiuProfile, FiuSchema
@@ -260,25 +258,6 @@ def remove_holiday(profile: FiuProfile, *, day: datetime.date, acting_user: User
 EXPORT_FORMATS = ("csv", "pdf")
 
 
-@contextlib.contextmanager
-def _one_moment() -> Iterator[None]:
-    """Every query of the transaction opened inside in one database snapshot (REPEATABLE READ on
-    PostgreSQL): a role granted while the review is read is in it whole or not at all. Inside a
-    caller's transaction (a test's), that transaction's isolation stands."""
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
-        yield
-        return
-    connection.ensure_connection()
-    raw: psycopg.Connection[Any] = connection.connection
-    before = raw.isolation_level
-    raw.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-    try:
-        yield
-    finally:
-        if not raw.closed:
-            raw.isolation_level = before
-
-
 def _require_reviewer(user: User) -> None:
     if not any(user.has_perm(perm) for perm in REVIEWERS):
         raise PermissionDenied("this needs a permission to review access")
@@ -290,7 +269,7 @@ def take_access_review(*, acting_user: User) -> AccessReview:
     _require_reviewer(acting_user)
     dormant_days: int = settings.CASPIX_ACCESS_REVIEW_DORMANT_DAYS
     review_id = uuid.uuid4()
-    with _one_moment(), transaction.atomic(durable=True):
+    with one_moment(), transaction.atomic(durable=True):
         taken_at = timezone.now()
         rows = access_review.access_review(acting_user, now=taken_at, dormant_days=dormant_days)
         snapshot = access_review.document(

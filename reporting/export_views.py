@@ -7,6 +7,7 @@ downloads it while it lasts. Each auditor sees and downloads only their own expo
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django.core.exceptions import ValidationError
 from django.http import (
@@ -22,7 +23,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 
 from accounts.permissions import Perm
 from cases.models import Action, Case
-from caspix.access import requires
+from caspix.access import STEP_UP_URL, requires, stepped_up
 from caspix.downloads import attachment
 from reporting import exports
 from reporting.export_forms import ExportForm
@@ -79,26 +80,33 @@ def export_list(request: HttpRequest) -> HttpResponse:
 @require_safe
 def export_page(request: HttpRequest, pk: str) -> HttpResponse:
     export = _export_of(request, pk)
-    return render(request, "reporting/export.html", {"export": export, "label": exports.label(export)})
+    context = {"export": export, "label": exports.label(export), "fresh": stepped_up(request)}
+    return render(request, "reporting/export.html", context)
 
 
 @requires(Perm.EXPORT_EVIDENCE)
 @require_safe
 def export_progress(request: HttpRequest, pk: str) -> HttpResponse:
     """The progress of a build, polled by the page while a worker builds it."""
-    return render(request, "reporting/_export_progress.html", {"export": _export_of(request, pk)})
+    context = {"export": _export_of(request, pk), "fresh": stepped_up(request)}
+    return render(request, "reporting/_export_progress.html", context)
 
 
 @requires(Perm.EXPORT_EVIDENCE)
 @require_safe
 def export_download(request: HttpRequest, pk: str) -> HttpResponseBase:
+    """The pack, to its requester, with a fresh second factor like asking for it: a pack can hold
+    customer data, and a session left open must not hand it over for days."""
     export = _export_of(request, pk)
+    if not stepped_up(request):
+        back = urlencode({"next": reverse("exports:export", args=[export.pk])})
+        return HttpResponseRedirect(f"{reverse(STEP_UP_URL)}?{back}")
     try:
         export, chunks = exports.download(str(export.pk), acting_user=request.user)  # type: ignore[arg-type]
     except Export.DoesNotExist:
         raise Http404("no such export") from None
     except ValidationError as error:
-        context = {"export": export, "label": exports.label(export), "errors": error.messages}
+        context = {"export": export, "label": exports.label(export), "errors": error.messages, "fresh": True}
         return render(request, "reporting/export.html", context, status=409)
     return attachment(
         chunks, content_type="application/zip", filename=export.filename, size=export.size, sha256=export.sha256

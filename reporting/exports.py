@@ -35,6 +35,7 @@ from accounts.permissions import Perm
 from audit.events import EventType
 from audit.ledger import Actor, record
 from cases.models import Action, Case, reference_of
+from caspix.snapshots import one_moment
 from reporting import packs
 from reporting.models import Export, ExportPart
 
@@ -139,12 +140,14 @@ def build_export(export_id: str) -> Export | None:
     if export.attempts > MAX_ATTEMPTS:
         _fail(export, f"gave up after {MAX_ATTEMPTS} attempts: the worker stopped each time")
         return export
-    last = [time.monotonic()]
+    last: list[float | None] = [None]
 
     def progress(done: int, total: int) -> None:
-        """Progress for the page's bar, and the heartbeat that keeps another worker off."""
-        if done in (0, total) or time.monotonic() - last[0] >= HEARTBEAT_SECONDS:
-            last[0] = time.monotonic()
+        """Progress for the page's bar, and the heartbeat that keeps another worker off: the build
+        calls it often (every batch, file, row or chunk), and it writes at most once a second."""
+        now = time.monotonic()
+        if last[0] is None or now - last[0] >= HEARTBEAT_SECONDS:
+            last[0] = now
             Export.objects.filter(pk=export.pk, started_at=export.started_at).update(
                 done=done, total=total, heartbeat_at=timezone.now()
             )
@@ -159,7 +162,9 @@ def build_export(export_id: str) -> Export | None:
             logger.exception("an export could not be built", extra={"export": str(export.pk)})
             _fail(export, "an internal error stopped the build; the security team has the log")
             raise
-        _store(export, out, built)
+        refused = _store(export, out, built)
+    if refused:
+        _fail(export, refused)
     return export
 
 
@@ -171,13 +176,25 @@ def _held(export: Export) -> bool:
     )
 
 
-def _store(export: Export, out: IO[bytes], built: packs.Built) -> None:
-    """Keep the ZIP encrypted and make the export ready, in one transaction, if this run holds it."""
+def _still_allowed(export: Export) -> bool:
+    """Whether the requester, read afresh, may still export what the pack holds: a role withdrawn
+    or an account deactivated while the worker built it leaves the pack unshipped."""
+    requester = User.objects.filter(pk=export.requested_by_id, is_active=True).first()
+    if requester is None or not requester.has_perm(Perm.EXPORT_EVIDENCE):
+        return False
+    return export.case_id is None or Case.objects.restrict(requester, Action.EXPORT).filter(pk=export.case_id).exists()
+
+
+def _store(export: Export, out: IO[bytes], built: packs.Built) -> str | None:
+    """Keep the ZIP encrypted and make the export ready, in one transaction, if this run holds it
+    and its requester may still have it; otherwise why it was not kept (or None: another run holds it)."""
     out.seek(0)
     digest, size = hashlib.sha256(), 0
     with transaction.atomic(durable=True):
         if not _held(export):
-            return
+            return None
+        if not _still_allowed(export):
+            return "the requester may no longer export this: the pack was discarded"
         number = 0
         while part := out.read(PART_SIZE):
             digest.update(part)
@@ -186,13 +203,15 @@ def _store(export: Export, out: IO[bytes], built: packs.Built) -> None:
             number += 1
         now = timezone.now()
         export.status = Export.Status.READY
+        export.done = export.total
         export.sha256, export.size, export.manifest_sha256 = digest.hexdigest(), size, built.manifest_sha256
         export.checkpoint_size = built.checkpoint_size
         export.finished_at = now
         export.expires_at = now + datetime.timedelta(hours=settings.CASPIX_EXPORT_HOURS)
         export.save(
             update_fields=[
-                "status", "sha256", "size", "manifest_sha256", "checkpoint_size", "finished_at", "expires_at",
+                "status", "done", "sha256", "size", "manifest_sha256", "checkpoint_size", "finished_at",
+                "expires_at",
             ]
         )  # fmt: skip
         record(
@@ -209,6 +228,7 @@ def _store(export: Export, out: IO[bytes], built: packs.Built) -> None:
                 "requested_by": export.requested_by_id,
             },
         )
+    return None
 
 
 def _fail(export: Export, reason: str) -> None:
@@ -251,13 +271,36 @@ def download(export_id: str, *, acting_user: User) -> tuple[Export, Iterator[byt
             reason=export.kind,
             after={"sha256": export.sha256},
         )
-    return export, _parts(export)
+    return export, _streamed(export)
 
 
 def _parts(export: Export) -> Iterator[bytes]:
     numbers = list(ExportPart.objects.filter(export=export).order_by("number").values_list("pk", flat=True))
+    if not numbers:
+        raise ExportWithdrawnError("the pack expired while it was being read")
     for pk in numbers:  # one part in memory at a time
-        yield bytes(ExportPart.objects.get(pk=pk).data)
+        part = ExportPart.objects.filter(pk=pk).first()
+        if part is None:
+            raise ExportWithdrawnError("the pack expired while it was being read")
+        yield bytes(part.data)
+
+
+class ExportWithdrawnError(RuntimeError):
+    """The pack's content went (it expired) or changed while it was being given: the download is
+    cut short rather than completed with other bytes."""
+
+
+def _streamed(export: Export) -> Iterator[bytes]:
+    """The pack a part at a time, read in one snapshot of the database (an expiry committing
+    meanwhile does not reach it) and hashed again as it goes: a download ends either with the
+    bytes that were checked or cut short, never with others."""
+    digest = hashlib.sha256()
+    with one_moment(), transaction.atomic():
+        for chunk in _parts(export):
+            digest.update(chunk)
+            yield chunk
+    if digest.hexdigest() != export.sha256:
+        raise ExportWithdrawnError("the pack changed while it was being read")
 
 
 def expire_exports(now: datetime.datetime | None = None) -> int:

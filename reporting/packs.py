@@ -121,9 +121,12 @@ def dumps(value: Any) -> bytes:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str).encode() + b"\n"
 
 
-def write_table(pack: PackWriter, name: str, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> int:
+def write_table(
+    pack: PackWriter, name: str, columns: Sequence[str], rows: Iterable[dict[str, Any]], tick: Progress
+) -> int:
     """``records/<name>.json`` (an array) and ``records/<name>.csv`` of ``rows``, streamed: a
-    register of a year may hold a million rows, never all in memory. Returns how many."""
+    register of a year may hold a million rows, never all in memory. ``tick`` hears the count as
+    rows and chunks go by (the build's heartbeat). Returns how many."""
     count = 0
     with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as spool:
         table = csv.writer(spool)
@@ -134,11 +137,13 @@ def write_table(pack: PackWriter, name: str, columns: Sequence[str], rows: Itera
                 sink.write((b",\n" if count else b"\n") + json.dumps(row, sort_keys=True, ensure_ascii=False).encode())
                 table.writerow([csv_cell(row[column]) for column in columns])
                 count += 1
+                tick(count)
             sink.write(b"\n]\n")
         spool.seek(0)
         with pack.member(f"records/{name}.csv") as sink:
             while text := spool.read(CHUNK):
                 sink.write(text.encode())
+                tick(count)
     return count
 
 
@@ -179,7 +184,6 @@ class LedgerPart:
     first: int | None = None
     last: int | None = None
     types: dict[str, int] = field(default_factory=dict)
-    evidence_events: dict[str, int] = field(default_factory=dict)  # evidence id -> EVIDENCE_ADDED seq
     rows: list[list[Any]] = field(default_factory=list)  # for the summary and the CSV
 
 
@@ -249,9 +253,6 @@ def _prove(
         part.first = seq if part.first is None else part.first
         part.last = seq
         part.count += 1
-        after = document.get("after") or {}
-        if document.get("type") == EventType.EVIDENCE_ADDED and isinstance(after.get("evidence"), str):
-            part.evidence_events[after["evidence"]] = seq
         if keep_rows or rows_to is not None:
             actor, thing = document.get("actor") or {}, document.get("object") or {}
             row = [seq, document.get("time"), name, actor.get("name"), actor.get("role"), thing.get("type"),
@@ -300,9 +301,7 @@ CASE_COLUMNS = (
 )  # fmt: skip
 
 
-def case_records(
-    user: User, case: Case, evidence_paths: dict[str, str], evidence_events: dict[str, int]
-) -> dict[str, Any]:
+def case_records(user: User, case: Case, evidence_paths: dict[str, str], added: dict[str, Added]) -> dict[str, Any]:
     """Everything Caspix holds about one case, decrypted for the pack (which is stored encrypted)."""
     alerts = list(
         Alert.objects.restrict(user, EXPORT).filter(case=case).select_related("client", "party").order_by("received_at")
@@ -380,7 +379,8 @@ def case_records(
                 "description": item.description or None,
                 "added_by": _user(item.added_by),
                 "added_at": _time(item.added_at),
-                "seq": evidence_events.get(str(item.pk)),
+                "evidence": str(item.pk),
+                "seq": added[str(item.pk)].seq,
             }
             for item in evidence
             if str(item.pk) in evidence_paths
@@ -412,12 +412,50 @@ def case_records(
     }
 
 
-def write_attachments(pack: PackWriter, user: User, evidence: QuerySet[Evidence], progress: Progress) -> dict[str, str]:
-    """Each file as it was added, checked against its SHA-256 first; evidence id -> path in the pack."""
+@dataclass(frozen=True)
+class Added:
+    """The ledger's record of a file being added: its event and the SHA-256 it recorded."""
+
+    seq: int
+    sha256: str
+
+
+def ledger_of_files(user: User, evidence: QuerySet[Evidence], checkpoint: Checkpoint) -> dict[str, Added]:
+    """The ``EVIDENCE_ADDED`` event of each file of ``evidence`` that the checkpoint covers, by the
+    file's id. A file added after the checkpoint is left out of the pack (it is newer than the
+    pack's cut-off); a file the ledger never saw added is an integrity failure, never shipped."""
+    wanted = {str(pk): case_id for pk, case_id in evidence.values_list("pk", "case_id")}
+    found: dict[str, Added] = {}
+    later: set[str] = set()
+    events = Event.objects.restrict(user, "export").filter(
+        event_type=EventType.EVIDENCE_ADDED, object_type="case", object_id__in={str(c) for c in wanted.values()}
+    )
+    for seq, body in events.values_list("seq", "body").iterator(chunk_size=BATCH):
+        after = json.loads(bytes(body)).get("after") or {}
+        added = after.get("evidence")
+        if added in wanted:
+            if seq > checkpoint.size:
+                later.add(added)
+            else:
+                found[added] = Added(seq, str(after.get("sha256")))
+    unseen = set(wanted) - set(found) - later
+    if unseen:
+        case = reference_of(wanted[min(unseen)])
+        raise PackError(f"an attachment of case {case} has no EVIDENCE_ADDED event in the ledger: it is not shipped")
+    return found
+
+
+def write_attachments(
+    pack: PackWriter, evidence: QuerySet[Evidence], added: dict[str, Added], progress: Progress
+) -> dict[str, str]:
+    """Each file the ledger saw added (``added``), as it was added: its bytes must have the SHA-256
+    the ledger recorded then (and the one beside the file). Evidence id -> path in the pack."""
     paths: dict[str, str] = {}
-    for done, item in enumerate(evidence.select_related("content").order_by("added_at", "id"), start=1):
+    shipped = evidence.filter(pk__in=list(added)).select_related("content").order_by("added_at", "id")
+    for done, item in enumerate(shipped, start=1):
         data = bytes(item.content.data)
-        if hashlib.sha256(data).hexdigest() != item.sha256:
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != added[str(item.pk)].sha256 or digest != item.sha256:
             raise PackError(f"an attachment of case {reference_of(item.case_id)} does not match its SHA-256")
         path = f"attachments/{item.pk}/{_safe_name(item.filename)}"
         pack.add(path, data, compress=False)
@@ -511,11 +549,12 @@ def _case_pack(export: Export, user: User, pack: PackWriter, progress: Callable[
     )
     evidence = Evidence.objects.restrict(user, EXPORT).filter(case=case)
     checkpoint = sealed_checkpoint(user)
-    total = events.filter(seq__lte=checkpoint.size).count() + evidence.count()
+    added = ledger_of_files(user, evidence, checkpoint)  # their events are the case's: in the pack
+    total = events.filter(seq__lte=checkpoint.size).count() + len(added)
     progress(0, total)
     part = write_events(pack, events, checkpoint, lambda done: progress(done, total), keep_rows=True)
-    paths = write_attachments(pack, user, evidence, lambda done: progress(part.count + done, total))
-    records = case_records(user, case, paths, part.evidence_events)
+    paths = write_attachments(pack, evidence, added, lambda done: progress(part.count + done, total))
+    records = case_records(user, case, paths, added)
     pack.add_json(RECORDS, records)
     return {"records": records, "events": part.rows, "ledger": part}, checkpoint
 
@@ -542,10 +581,13 @@ def _period_pack(export: Export, user: User, pack: PackWriter, progress: Callabl
         added_at__gte=export.period_start, added_at__lt=export.period_end
     )
     checkpoint = sealed_checkpoint(user)
-    total = events.filter(seq__lte=checkpoint.size).count() + evidence.count()
+    added = ledger_of_files(user, evidence, checkpoint)
+    # each file's EVIDENCE_ADDED event comes with it, even from outside the period (clocks differ)
+    events = events | Event.objects.restrict(user, "export").filter(seq__in=[a.seq for a in added.values()])
+    total = events.filter(seq__lte=checkpoint.size).count() + len(added)
     progress(0, total)
     part = write_events(pack, events, checkpoint, lambda done: progress(done, total), keep_rows=False)
-    paths = write_attachments(pack, user, evidence, lambda done: progress(part.count + done, total))
+    paths = write_attachments(pack, evidence, added, lambda done: progress(part.count + done, total))
     attachments = [
         {
             "path": paths[str(item.pk)],
@@ -556,12 +598,20 @@ def _period_pack(export: Export, user: User, pack: PackWriter, progress: Callabl
             "sha256": item.sha256,
             "added_by": _user(item.added_by),
             "added_at": _time(item.added_at),
-            "seq": part.evidence_events.get(str(item.pk)),
+            "evidence": str(item.pk),
+            "seq": added[str(item.pk)].seq,
         }
-        for item in evidence.select_related("added_by").order_by("added_at", "id")
+        for item in evidence.filter(pk__in=list(added)).select_related("added_by").order_by("added_at", "id")
     ]
     pack.add_json(RECORDS, {"attachments": attachments})
-    cases = write_table(pack, "cases", CASE_COLUMNS, (case_row(case) for case in _touched(export, user).iterator(2000)))
+    touched = _touched(export, user)
+    cases = write_table(
+        pack,
+        "cases",
+        CASE_COLUMNS,
+        (case_row(case) for case in touched.iterator(2000)),
+        lambda _: progress(total, total),
+    )
     return {"case_count": cases, "ledger": part, "attachments": attachments}, checkpoint
 
 
@@ -578,6 +628,7 @@ def _ledger_extract(export: Export, user: User, pack: PackWriter, progress: Call
         with pack.member("ledger/events.csv") as sink:
             while text := spool.read(CHUNK):
                 sink.write(text.encode())
+                progress(total, total)  # the heartbeat, while a year of rows is copied
     return {"ledger": part}, checkpoint
 
 
@@ -613,8 +664,8 @@ def _str_register(export: Export, user: User, pack: PackWriter, progress: Callab
         }
         for report in reports.iterator(chunk_size=2000)
     )
-    count = write_table(pack, "reports", REPORT_COLUMNS, rows)
-    progress(count, count)
+    total = reports.count()
+    count = write_table(pack, "reports", REPORT_COLUMNS, rows, lambda done: progress(done, total))
     return {"report_count": count}, None
 
 
@@ -625,6 +676,7 @@ def _case_register(export: Export, user: User, pack: PackWriter, progress: Calla
         .select_related("queue__team", "assignee")
         .order_by("pk")
     )
-    count = write_table(pack, "cases", CASE_COLUMNS, (case_row(case) for case in cases.iterator(chunk_size=2000)))
-    progress(count, count)
+    total = cases.count()
+    rows = (case_row(case) for case in cases.iterator(chunk_size=2000))
+    count = write_table(pack, "cases", CASE_COLUMNS, rows, lambda done: progress(done, total))
     return {"case_count": count}, None

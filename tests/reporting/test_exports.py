@@ -8,6 +8,7 @@ import datetime
 import hashlib
 import io
 import json
+import struct
 import subprocess
 import sys
 import zipfile
@@ -22,13 +23,13 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import Role, RoleAssignment
+from accounts.models import Role, RoleAssignment, User
 from audit.ledger import integrate_all, published_keys
 from audit.models import Event
 from cases import casework
 from caspix_verify import CHECKPOINT, EVENTS, MANIFEST, RECORDS, SIGNATURE, SIGNING_CONTEXT, key_id, verify_pack
 from caspix_verify.cli import main as verify_main
-from reporting import exports
+from reporting import exports, packs
 from reporting.models import Export, ExportPart
 from tests.conftest import client_for
 from tests.factories import make_user
@@ -246,6 +247,12 @@ def forged(files: dict[str, bytes], key: Ed25519PrivateKey) -> tuple[bytes, list
     stamp = base64.b64encode(key_id(name, public) + key.sign(body.encode())).decode()
     files[CHECKPOINT] = f"{body}\n\u2014 {name} {stamp}\n".encode()
     _rehash(files)
+    return resigned(files, key)
+
+
+def resigned(files: dict[str, bytes], key: Ed25519PrivateKey) -> tuple[bytes, list[bytes]]:
+    """The manifest, exactly as it is, signed with ``key``."""
+    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     signature = {
         "algorithm": "Ed25519",
         "signature": base64.b64encode(key.sign(SIGNING_CONTEXT + files[MANIFEST])).decode(),
@@ -358,7 +365,7 @@ def test_a_pack_resigned_with_another_key_is_refused(setup: rw.Reporting) -> Non
 def test_the_verifier_refuses_malformed_archives(setup: rw.Reporting) -> None:
     _, pack = built(Export.Kind.CASE_PACK, setup)
     files = members(pack)
-    assert "not a readable ZIP" in verify_pack(io.BytesIO(b"PK nothing"), public_keys()).problems[0]
+    assert "not laid out as a pack is" in verify_pack(io.BytesIO(b"PK nothing"), public_keys()).problems[0]
     assert "no manifest.sig" in verify_pack(io.BytesIO(rezip({MANIFEST: files[MANIFEST]})), public_keys()).problems[0]
     unsafe = rezip({**files, "../outside.txt": b"x"})
     assert "unsafe name" in verify_pack(io.BytesIO(unsafe), public_keys()).problems[0]
@@ -503,3 +510,327 @@ def test_asking_needs_a_fresh_second_factor(setup: rw.Reporting) -> None:
     assert asked.status_code == 302
     assert reverse("accounts:verify") in asked["Location"]
     assert not Export.objects.exists()
+
+
+# --- ZIP readers must not disagree on what a pack holds ---------------------------------------------
+
+
+def _genuine(setup: rw.Reporting) -> bytes:
+    return built(Export.Kind.CASE_PACK, setup)[1]
+
+
+def _parts(archive: bytes) -> tuple[bytes, bytes, int]:
+    """(the entries, the central directory, how many) of an archive Python wrote without zip64."""
+    count, cd_size, cd_offset = struct.unpack_from("<HII", archive, len(archive) - 12)
+    return archive[:cd_offset], archive[cd_offset : cd_offset + cd_size], count
+
+
+def _shifted(directory: bytes, by: int) -> bytes:
+    """The central directory with every local header offset moved by ``by``."""
+    out, position = bytearray(directory), 0
+    while position < len(out):
+        name, extra, comment = struct.unpack_from("<HHH", out, position + 28)
+        (offset,) = struct.unpack_from("<I", out, position + 42)
+        struct.pack_into("<I", out, position + 42, offset + by)
+        position += 46 + name + extra + comment
+    return bytes(out)
+
+
+def _end(count: int, size: int, offset: int) -> bytes:
+    return struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, count, count, size, offset, 0)
+
+
+def _two_directories(genuine: bytes, forged: bytes) -> bytes:
+    """Two archives in one, each with its zip64 record: Python 3.11 reads the record just before
+    the locator (the genuine one), Info-ZIP the one the locator points to (the forged one)."""
+    real, real_cd, real_n = _parts(genuine)
+    fake, fake_cd, fake_n = _parts(forged)
+    out = bytearray(real + fake)
+    fake_cd_at = len(out)
+    out += _shifted(fake_cd, len(real))
+    fake_record = len(out)
+    out += struct.pack("<4sQHHIIQQQQ", b"PK\x06\x06", 44, 45, 45, 0, 0, fake_n, fake_n, len(fake_cd), fake_cd_at)
+    real_cd_at = len(out)
+    out += real_cd
+    out += struct.pack("<4sQHHIIQQQQ", b"PK\x06\x06", 44, 45, 45, 0, 0, real_n, real_n, len(real_cd), real_cd_at)
+    out += struct.pack("<4sIQI", b"PK\x06\x07", 0, fake_record, 1)
+    out += _end(0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF)
+    return bytes(out)
+
+
+def test_a_pack_that_two_zip_readers_would_read_apart_is_refused(setup: rw.Reporting) -> None:
+    genuine = _genuine(setup)
+    forged = members(genuine)
+    _change_a_file(forged)
+    result = verify_pack(io.BytesIO(_two_directories(genuine, rezip(forged))), public_keys())
+    assert result.problems == [
+        "the archive is not laid out as a pack is: the zip64 record is not where its locator says, just before it"
+    ]
+
+
+def _prepended(archive: bytes) -> bytes:
+    entries, directory, count = _parts(archive)
+    moved = _shifted(directory, 100)
+    return b"x" * 100 + entries + moved + _end(count, len(moved), len(entries) + 100)
+
+
+def _appended(archive: bytes) -> bytes:
+    return archive + b"trailing"
+
+
+def _hidden_entry(archive: bytes) -> bytes:
+    """A local entry between two that the central directory never names (Python skips it; a
+    reader of local headers sees it)."""
+    entries, directory, count = _parts(archive)
+    hidden_entry = _parts(rezip({"records/records.json": b"{}"}))[0]
+    moved = _shifted(directory, len(hidden_entry))
+    return hidden_entry + entries + moved + _end(count, len(moved), len(entries) + len(hidden_entry))
+
+
+def _renamed_locally(archive: bytes) -> bytes:
+    """The first local header names another file than its directory record."""
+    out = bytearray(archive)
+    (name_length,) = struct.unpack_from("<H", out, 26)
+    out[30] = ord("X") if out[30] != ord("X") else ord("Y")
+    assert name_length
+    return bytes(out)
+
+
+def _encrypted_flag(archive: bytes) -> bytes:
+    out = bytearray(archive)
+    (flags,) = struct.unpack_from("<H", out, 6)
+    struct.pack_into("<H", out, 6, flags | 1)
+    entries, _, _ = _parts(archive)
+    struct.pack_into("<H", out, len(entries) + 8, flags | 1)  # and in its directory record
+    return bytes(out)
+
+
+LAYOUTS: dict[str, tuple[Callable[[bytes], bytes], str]] = {
+    "data before the first entry": (_prepended, "bytes 0 to 100 are not one entry after another"),
+    "data after the end record": (_appended, "does not end with a ZIP end record"),
+    "an entry the directory does not name": (_hidden_entry, "are not one entry after another"),
+    "a local header naming another file": (_renamed_locally, "says other than the central directory"),
+    "an encrypted entry": (_encrypted_flag, "encrypted, or with a trailing descriptor"),
+}
+
+
+@pytest.mark.parametrize("case", LAYOUTS.values(), ids=LAYOUTS.keys())
+def test_an_archive_not_laid_out_plainly_is_refused(
+    setup: rw.Reporting, case: tuple[Callable[[bytes], bytes], str]
+) -> None:
+    alter, message = case
+    result = verify_pack(io.BytesIO(alter(_genuine(setup))), public_keys())
+    assert len(result.problems) == 1
+    assert message in result.problems[0], result.problems
+
+
+def test_names_that_could_fool_a_terminal_or_a_file_system_are_refused(setup: rw.Reporting) -> None:
+    files = members(_genuine(setup))
+    trick = "x\r\x1b[2Kok: The pack is intact.\x1b[8m"
+    result = verify_pack(io.BytesIO(rezip({**files, trick: b"x"})), public_keys())
+    assert result.problems == [f"the archive holds a member with an unsafe name: {trick!r}"]
+    assert "\x1b" not in result.problems[0]  # told escaped, never sent to the terminal as it is
+    bidi = "attachments/\u202etxt.exe"
+    assert "unsafe name" in verify_pack(io.BytesIO(rezip({**files, bidi: b"x"})), public_keys()).problems[0]
+    twin = "SUMMARY.html"
+    result = verify_pack(io.BytesIO(rezip({**files, twin: b"x"})), public_keys())
+    assert "differs from it only by case or form" in result.problems[0]
+
+
+def test_a_manifest_or_records_that_two_json_readers_would_read_apart_are_refused(setup: rw.Reporting) -> None:
+    files = members(_genuine(setup))
+    files[MANIFEST] = files[MANIFEST].replace(b'"format":', b'"format": "other", "format":', 1)
+    forgery, keys = resigned(files, Ed25519PrivateKey.generate())
+    assert "names a key twice" in verify_pack(io.BytesIO(forgery), keys).problems[0]
+
+
+def test_an_attachment_untied_from_the_ledger_is_refused_even_under_a_forged_signature(setup: rw.Reporting) -> None:
+    files = members(_genuine(setup))
+    records = json.loads(files[RECORDS])
+    records["attachments"][0]["seq"] = None
+    files[RECORDS] = json.dumps(records).encode()
+    forgery, keys = forged(files, Ed25519PrivateKey.generate())
+    problems = verify_pack(io.BytesIO(forgery), keys).problems
+    assert any("the ledger event that recorded it being added is not in the pack" in p for p in problems), problems
+    records["attachments"][0]["seq"] = records["attachments"][1]["seq"]  # another file's event
+    files[RECORDS] = json.dumps(records).encode()
+    forgery, keys = forged(files, Ed25519PrivateKey.generate())
+    problems = verify_pack(io.BytesIO(forgery), keys).problems
+    assert any("does not record this file being added" in p for p in problems), problems
+
+
+# --- the build and the download, under pressure ----------------------------------------------------
+
+
+def test_a_permission_withdrawn_during_the_build_discards_the_pack(
+    setup: rw.Reporting, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    auditor = setup.world.users["auditor"]
+    export = exports.request_export(Export.Kind.CASE_PACK, case=setup.case, acting_user=auditor)
+    build = packs.build
+
+    def withdrawn_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        made = build(*args, **kwargs)  # the worker holds the user it started with, permissions cached
+        User.objects.filter(pk=auditor.pk).update(is_active=False)
+        return made
+
+    monkeypatch.setattr(packs, "build", withdrawn_meanwhile)
+    exports.build_export(str(export.pk))
+    export.refresh_from_db()
+    assert export.status == Export.Status.FAILED
+    assert export.failure == "the requester may no longer export this: the pack was discarded"
+    assert not ExportPart.objects.filter(export=export).exists()
+    assert "EXPORT_BUILT" not in [e["name"] for e in ledger()]
+
+
+def refused(setup: rw.Reporting) -> str:
+    """Why the case's pack failed to build (it must have)."""
+    export = exports.request_export(Export.Kind.CASE_PACK, case=setup.case, acting_user=setup.world.users["auditor"])
+    exports.build_export(str(export.pk))
+    export.refresh_from_db()
+    assert export.status == Export.Status.FAILED
+    assert not ExportPart.objects.filter(export=export).exists()
+    return export.failure
+
+
+def test_every_file_shipped_is_the_one_the_ledger_saw_added(setup: rw.Reporting) -> None:
+    """A file whose bytes and SHA-256 column were both changed since (a database edit) no longer
+    matches the ledger's record of it: the pack is refused, never built around it."""
+    from django.db import connection
+
+    from cases.models import Evidence, EvidenceContent
+
+    with connection.cursor() as cursor:  # what someone with the database's keys to the tables could do
+        cursor.execute("SET LOCAL session_replication_role = replica")  # the append-only triggers off
+    item = Evidence.objects.get(filename="statement.pdf")
+    swapped = PDF.replace(b"1.4", b"1.7")
+    content = EvidenceContent.objects.get(evidence=item)
+    content.data = swapped
+    content.save()
+    Evidence.objects.filter(pk=item.pk).update(sha256=hashlib.sha256(swapped).hexdigest())
+    assert "does not match its SHA-256" in refused(setup)
+
+
+def test_a_file_the_ledger_never_saw_added_is_never_shipped(setup: rw.Reporting) -> None:
+    from cases.models import Evidence, EvidenceContent
+
+    planted = Evidence.objects.create(
+        case=setup.case,
+        filename="planted.pdf",
+        content_type="application/pdf",
+        size=len(PDF),
+        sha256=hashlib.sha256(PDF).hexdigest(),
+        added_by=setup.analyst,
+    )
+    content = EvidenceContent(evidence=planted)
+    content.data = PDF
+    content.save()
+    assert "has no EVIDENCE_ADDED event in the ledger" in refused(setup)
+
+
+def test_a_period_pack_brings_each_files_event_even_from_before_the_period(setup: rw.Reporting) -> None:
+    from django.db import connection
+
+    from cases.models import Evidence
+
+    now = timezone.now()
+    # the file's row says it was added in the period; its ledger event is older than the period
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL session_replication_role = replica")  # the append-only triggers off
+    Evidence.objects.update(added_at=now)
+    _export, pack = built(
+        Export.Kind.PERIOD_PACK, setup, period_start=now - datetime.timedelta(seconds=1),
+        period_end=now + datetime.timedelta(days=1),
+    )  # fmt: skip
+    result = verify_pack(io.BytesIO(pack), public_keys())
+    assert result.intact, result.problems
+    names = {
+        json.loads(base64.b64decode(json.loads(line)["body"]))["name"] for line in members(pack)[EVENTS].splitlines()
+    }
+    assert "EVIDENCE_ADDED" in names
+
+
+def test_the_tables_keep_the_heartbeat_going() -> None:
+    heard: list[int] = []
+    out = io.BytesIO()
+    pack = packs.PackWriter(out, timezone.now())
+    rows = ({"reference": f"C-{n:06d}"} for n in range(3))
+    assert packs.write_table(pack, "cases", ("reference",), rows, heard.append) == 3
+    assert heard[:3] == [1, 2, 3]
+    assert heard[3:] == [3]
+    pack.discard()
+
+
+def test_a_download_needs_a_fresh_second_factor(setup: rw.Reporting) -> None:
+    export, _ = built(Export.Kind.CASE_PACK, setup)
+    client = client_for(setup.world.users["auditor"], verified=False)
+    response = client.get(reverse("exports:download", args=[export.pk]))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("accounts:verify"))
+    page = client.get(reverse("exports:export", args=[export.pk])).content.decode()
+    assert "You will be asked for your second factor first." in page
+
+
+def test_a_pack_that_expires_before_it_is_read_is_cut_short_not_replaced(setup: rw.Reporting) -> None:
+    export, _ = built(Export.Kind.CASE_PACK, setup)
+    _, chunks = exports.download(str(export.pk), acting_user=setup.world.users["auditor"])
+    assert export.expires_at is not None
+    exports.expire_exports(export.expires_at)
+    with pytest.raises(exports.ExportWithdrawnError, match="expired while it was being read"):
+        b"".join(chunks)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pack_that_expires_while_it_is_read_is_given_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The download reads one snapshot: an expiry that commits once the first part is out does not
+    take the other parts from under it."""
+    import threading
+
+    from django.db import connection
+
+    monkeypatch.setattr(exports, "PART_SIZE", 1024)  # several parts
+    setup = rw.build()
+    casework.add_evidence(setup.case, "statement.pdf", PDF + b"%" * 5000 + b"\n", acting_user=setup.analyst)
+    integrate_all()
+    export, _ = built(Export.Kind.CASE_PACK, setup)
+    assert ExportPart.objects.filter(export=export).count() > 2
+    _, chunks = exports.download(str(export.pk), acting_user=setup.world.users["auditor"])
+    first = next(chunks)
+
+    def expire() -> None:
+        try:
+            assert export.expires_at is not None
+            assert exports.expire_exports(export.expires_at) == 1
+        finally:
+            connection.close()
+
+    other = threading.Thread(target=expire)
+    other.start()
+    other.join()
+    data = first + b"".join(chunks)  # the expiry committed, but not for the snapshot this download reads
+    assert hashlib.sha256(data).hexdigest() == export.sha256
+    assert not ExportPart.objects.filter(export=export).exists()  # gone for everyone after it
+
+
+def test_the_cli_extracts_only_what_it_verified(
+    setup: rw.Reporting, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, pack = built(Export.Kind.CASE_PACK, setup)
+    (tmp_path / "pack.zip").write_bytes(pack)
+    (tmp_path / "keys.json").write_text(json.dumps(published_keys()))
+    arguments = [str(tmp_path / "pack.zip"), "--public-key", str(tmp_path / "keys.json")]
+    assert verify_main([*arguments, "--extract", str(tmp_path / "out")]) == 0
+    files = members(pack)
+    written = {
+        path.relative_to(tmp_path / "out").as_posix(): path.read_bytes()
+        for path in (tmp_path / "out").rglob("*")
+        if path.is_file()
+    }
+    assert written == files
+    assert verify_main([*arguments, "--extract", str(tmp_path / "out")]) == 1  # never over other files
+    assert "is not empty" in capsys.readouterr().out
+    tampered = dict(files)
+    _change_a_file(tampered)
+    (tmp_path / "pack.zip").write_bytes(rezip(tampered))
+    assert verify_main([*arguments, "--extract", str(tmp_path / "bad")]) == 1
+    assert not (tmp_path / "bad").exists()  # a pack not intact is never extracted
