@@ -36,6 +36,7 @@ from reporting import dashboard
 from reporting.models import Report
 from tests.conftest import client_for
 from tests.factories import make_user
+from tests.intake.conftest import alert as intake_document
 from tests.recorded import events
 from tests.reporting import reporting_world as rw
 
@@ -132,26 +133,8 @@ def intake_alert(cards: Queue) -> None:
     """An alert about another customer, ingested as the API ingests it (identifiers encrypted)."""
     client = ApiClient.objects.create(name="Card monitoring", source="tms", scopes=["alerts:write"])
     RoutingRule.objects.create(position=1, name="all", queue=cards, priority=Case.Priority.HIGH)
-    document = {
-        "external_id": "INTAKE-1",
-        "scenario": "card-velocity",
-        "occurred_at": timezone.now().isoformat(),
-        "subject": {"customer_id": "CUST-INTAKE-9", "name": "Ingrid Kowalczyk", "national_id": "T22000129"},
-        "accounts": [{"number": "DE89 3704 0044 0532 0130 00", "currency": "EUR"}],
-        "transactions": [
-            {
-                "external_id": "T-1",
-                "occurred_at": timezone.now().isoformat(),
-                "amount": "1250.00",
-                "currency": "EUR",
-                "direction": "debit",
-                "channel": "card_not_present",
-                "account": "DE89370400440532013000",
-                "card_number": "4111 1111 1111 1111",
-                "counterparty": {"name": "Example Shop", "country": "NL"},
-            }
-        ],
-    }
+    subject = {"customer_id": "CUST-INTAKE-9", "name": "Ingrid Kowalczyk", "national_id": "T22000129"}
+    document = intake_document("INTAKE-1", subject=subject, occurred_at=timezone.now().isoformat())
     ingest(client, [incoming_of(schemas.validate(document))])
 
 
