@@ -75,9 +75,12 @@ test: $(VENV)/.installed-dev
 	$(PY) scripts/preflight.py
 	$(MAKE) --no-print-directory lint typecheck checks pytest
 
-# The screenshots of docs/ (the queue and case pages), taken by the workspace's browser test.
+# The screenshots of docs/ (queue, case, report, dashboard, access review, export pages), taken by
+# the browser tests.
 screenshots: $(VENV)/.installed-dev node_modules/.installed
-	CASPIX_SCREENSHOTS=docs/screenshots $(TEST_ENV) $(PY) -m pytest -q -p no:randomly tests/browser/test_workspace.py tests/browser/test_reports.py
+	CASPIX_SCREENSHOTS=docs/screenshots $(TEST_ENV) $(PY) -m pytest -q -p no:randomly tests/browser/test_workspace.py \
+		tests/browser/test_reports.py tests/browser/test_dashboard.py tests/browser/test_access_review.py \
+		tests/browser/test_exports.py
 
 bench: $(VENV)/.installed-dev
 	$(PY) scripts/preflight.py --bench
