@@ -37,14 +37,13 @@ from __future__ import annotations
 import datetime
 import os
 import random
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
 from bench.database import environment, manage, measure_in_child, scratch_database
 from bench.figures import Figure, emit
+from bench.pages import interleaved, latency_figures
 
 CASES = int(os.environ.get("CASPIX_BENCH_CASES", "1000000"))  # smaller for a trial run of the code
 ROUNDS = 300
@@ -150,11 +149,6 @@ def populate() -> None:
     _sql("CHECKPOINT")  # and the load written out, not flushed while the pages are measured
 
 
-def _percentiles(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return statistics.median(ordered), ordered[int(len(ordered) * 0.95) - 1]
-
-
 def _filters(rng: random.Random, teams: list[str]) -> dict[str, str]:
     """A range of 1, 4, 8 or 13 weeks ending on a day of the last four weeks; every team or one."""
     from django.utils import timezone
@@ -187,7 +181,6 @@ def measure_main() -> None:
         "dashboard_filtered": lambda: "/dashboard/?" + urlencode(_filters(rng, teams)),
         "dashboard_export": lambda: f"/dashboard/{rng.choice(tables)}.csv?" + urlencode(_filters(rng, teams)),
     }
-    samples: dict[str, list[float]] = {name: [] for name in pages}
     for url in pages.values():
         for _ in range(10):  # warm: templates compiled, plans made
             target = url()
@@ -202,18 +195,9 @@ def measure_main() -> None:
 
     with connection.execute_wrapper(count):
         client.get("/dashboard/")
-    for _ in range(ROUNDS):  # interleaved, so that a slow moment of the machine hits every page
-        for name, url in pages.items():
-            target = url()
-            start = time.perf_counter()
-            response = client.get(target)
-            samples[name].append((time.perf_counter() - start) * 1000)
-            assert response.status_code == 200, target
-    base50, base95 = _percentiles(samples["bare_page"])
-    for name in ("dashboard_default", "dashboard_filtered", "dashboard_export"):
-        p50, p95 = _percentiles(samples[name])
-        emit(Figure.latency(f"{name}_p50", p50, "ms", base50))
-        emit(Figure.latency(f"{name}_p95", p95, "ms", base95))
+    samples = interleaved(client, pages, ROUNDS)
+    for figure in latency_figures(samples, ("dashboard_default", "dashboard_filtered", "dashboard_export")):
+        emit(figure)
     emit(Figure.latency("dashboard_queries", len(queries), "queries", TARGET_QUERIES))
 
 

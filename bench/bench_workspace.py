@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import os
 import random
-import statistics
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from bench.database import environment, manage, measure_in_child, scratch_database
 from bench.figures import Figure, emit
+from bench.pages import interleaved, latency_figures
 
 CASES = int(os.environ.get("CASPIX_BENCH_CASES", "1000000"))  # smaller for a trial run of the code
 EVENTS_PER_CASE = 10
@@ -258,11 +257,6 @@ def fill(cases: list[Any], author: Any) -> None:
         content.save()
 
 
-def _percentiles(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return statistics.median(ordered), ordered[int(len(ordered) * 0.95) - 1]
-
-
 def measure_main() -> None:
     """Run in a child process on the scratch database: prints the figures as JSON."""
     from django.db import connection
@@ -300,7 +294,6 @@ def measure_main() -> None:
         "queue_page_all_statuses": lambda: "/work/?status=any",
         "case_page": lambda: f"/work/cases/{rng.choice(filled).pk}/",
     }
-    samples: dict[str, list[float]] = {name: [] for name in pages}
     queries: dict[str, int] = {}
     for name, url in pages.items():
         for _ in range(20):  # warm: templates compiled, data keys cached, plans made
@@ -311,18 +304,11 @@ def measure_main() -> None:
         with CaptureQueriesContext(connection) as captured:
             client.get(url())
         queries[name] = len(captured)
-    for _ in range(ROUNDS):  # interleaved, so that a slow moment of the machine hits every page
-        for name, url in pages.items():
-            target = url()
-            start = time.perf_counter()
-            response = client.get(target)
-            samples[name].append((time.perf_counter() - start) * 1000)
-            assert response.status_code == 200
-    base50, base95 = _percentiles(samples["bare_page"])
-    for name in ("queue_page", "queue_page_filtered", "queue_page_all_statuses", "case_page"):
-        p50, p95 = _percentiles(samples[name])
-        emit(Figure.latency(f"{name}_p50", p50, "ms", base50))
-        emit(Figure.latency(f"{name}_p95", p95, "ms", base95))
+    samples = interleaved(client, pages, ROUNDS)
+    measured = ("queue_page", "queue_page_filtered", "queue_page_all_statuses", "case_page")
+    for figure in latency_figures(samples, measured):
+        emit(figure)
+    for name in measured:
         emit(Figure.latency(f"{name}_queries", queries[name], "queries", TARGET_QUERIES))
 
 
