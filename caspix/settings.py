@@ -456,6 +456,12 @@ CELERY_TASK_SOFT_TIME_LIMIT = 14 * 60
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# A worker keeps its database connection from one task to the next, as a web process keeps it
+# from one request to the next (CONN_MAX_AGE, health-checked): Celery would otherwise close it
+# before and after every task, and each task would pay for a new PostgreSQL backend, several
+# times the cost of sequencing a few hundred ledger events. caspix/celery.py closes a connection
+# that is broken or too old around each task instead; Celery still renews it every 1,000 tasks.
+CELERY_DB_REUSE_MAX = 1000
 CELERY_TIMEZONE = "UTC"
 # Evidence packs and regulatory exports: how long a built pack can be downloaded before its
 # encrypted content is erased (the record of it stays), and the widest period one may cover.
