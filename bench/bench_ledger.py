@@ -51,7 +51,14 @@ def _emit(figure: Figure) -> None:
 
 
 def _in_processes(count: int, work: Callable[[int], None]) -> float:
-    """Run ``work(i)`` in ``count`` forked processes started together; returns the wall time.
+    """Run ``work(i)`` in ``count`` forked processes started together; returns the wall time."""
+    started, finished = _started_together(count, work)
+    return finished - started
+
+
+def _started_together(count: int, work: Callable[[int], None]) -> tuple[float, float]:
+    """Run ``work(i)`` in ``count`` forked processes started together; returns when they were
+    released to work and when the last finished (``time.perf_counter()``).
 
     Processes, not threads: the web workers that record events are separate processes, and
     threads would measure the interpreter lock instead of the ledger. Each opens its database
@@ -83,7 +90,7 @@ def _in_processes(count: int, work: Callable[[int], None]) -> float:
         process.join()
         if process.exitcode:
             raise RuntimeError(f"a benchmark process failed with exit code {process.exitcode}")
-    return time.perf_counter() - started
+    return started, time.perf_counter()
 
 
 def _worker() -> subprocess.Popen[bytes]:
@@ -146,10 +153,10 @@ def appends_main() -> None:
                 record(EventType.KEY_ROTATED, actor=actor, object_type="bench", object_id=f"{index}-{n}")
 
     def sequenced_appends() -> float:
-        """Events/s from the first commit until the worker has sequenced the last event."""
+        """Events/s from the writers' start until the worker has sequenced the last event: timed
+        from the same moment as the ceiling, once the processes are forked and connected."""
         until = ledger.head().size + total
-        started = time.perf_counter()
-        _in_processes(WRITERS, appends)
+        started, _ = _started_together(WRITERS, appends)
         while ledger.head().size < until:
             time.sleep(0.01)
         return total / (time.perf_counter() - started)
