@@ -29,6 +29,7 @@ from typing import Any
 from caspix.crypto.fields import Sensitive, SensitiveDate
 
 MAX_SAFE_INTEGER = 2**53 - 1
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 class CanonicalError(TypeError):
@@ -38,22 +39,34 @@ class CanonicalError(TypeError):
 def canonical(document: Mapping[str, Any]) -> bytes:
     if not _plain(document):
         _check(document, "$")  # finds what is wrong and says where; or accepts an unusual container
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return _ENCODER.encode(document).encode()
 
 
 def _plain(value: Any) -> bool:
     """True if ``value`` is built of exact dicts, lists, strings, safe integers, booleans and null
-    only: the common case, checked without building the path of each value."""
-    kind = type(value)
-    if kind is str or kind is bool or value is None:
-        return True
-    if kind is int:
-        return bool(-MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER)
-    if kind is dict:
-        return all(type(key) is str and _plain(item) for key, item in value.items())
-    if kind is list or kind is tuple:
-        return all(_plain(item) for item in value)
-    return False
+    only: the common case, checked without building the path of each value (a loop over a stack:
+    it runs in every audited action)."""
+    stack = [value]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is dict:
+            for key, member in item.items():
+                if type(key) is not str:
+                    return False
+                if type(member) is not str:
+                    push(member)
+        elif kind is str or kind is bool or item is None:
+            continue
+        elif kind is int:
+            if not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                return False
+        elif kind is list or kind is tuple:
+            stack.extend(item)
+        else:
+            return False
+    return True
 
 
 def _check(value: Any, path: str) -> None:

@@ -20,9 +20,10 @@ import base64
 import functools
 import hashlib
 import json
+import logging
+import math
 import operator
 import socket
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,8 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.db import connection, transaction
+from django.core.cache import cache
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -43,10 +45,12 @@ from caspix.crypto.events import KeyEvent
 from caspix.crypto.keys import KeyName, key_service
 from caspix.requestcontext import client_address_var, request_id_var
 
+logger = logging.getLogger(__name__)
+
 FORMAT = 1
 _LOCK_KEY = 0x6361737069786C67  # "caspixlg": the integrator's advisory lock
 ZERO_CHAIN = bytes(32)
-_INSERT_PENDING = "INSERT INTO audit_pending (body, recorded_at) VALUES (%s, %s) RETURNING id"
+_INSERT_PENDING = "INSERT INTO audit_pending (body, recorded_at) VALUES (%s, %s)"
 
 
 class _PreparedCursor(psycopg.Cursor[Any]):
@@ -79,20 +83,21 @@ def record(
     reason: str = "",
     before: Mapping[str, Any] | None = None,
     after: Mapping[str, Any] | None = None,
-) -> PendingEvent:
-    """Record an event in the acting transaction (which must be open).
+) -> bytes:
+    """Record an event in the acting transaction (which must be open); returns its canonical
+    body, the bytes the ledger stores and hashes.
 
     The source address and request id come from the request being served, if any. Sensitive
     values in ``before``/``after`` are refused (:class:`~audit.canonical.CanonicalError`).
     """
-    if not connection.in_atomic_block:
+    db = connections[DEFAULT_DB_ALIAS]  # ``connection`` looks its thread's wrapper up at every use: once here
+    if not db.in_atomic_block:
         raise RuntimeError("record() runs inside the action's transaction (transaction.atomic)")
     now = timezone.now()
-    document = _document(Entry(event_type, object_type, object_id, reason, before, after), actor, now)
-    pending = PendingEvent(body=canonical(document), recorded_at=now)
-    pending.pk = _insert_pending(bytes(pending.body), now)
-    _integrate_on_commit()
-    return pending
+    body = canonical(_document(Entry(event_type, object_type, object_id, reason, before, after), actor, now))
+    _insert_pending(db, body, now)
+    _integrate_on_commit(db)
+    return body
 
 
 @dataclass(frozen=True)
@@ -127,7 +132,7 @@ def record_many(entries: Sequence[Entry], *, actor: Actor) -> None:
             cursor.executemany(
                 "INSERT INTO audit_pending (body, recorded_at) VALUES (%s, %s)", [(b, now) for b in bodies]
             )
-    _integrate_on_commit()
+    _integrate_on_commit(connection)
 
 
 def _document(entry: Entry, actor: Actor, now: datetime) -> dict[str, Any]:
@@ -146,66 +151,109 @@ def _document(entry: Entry, actor: Actor, now: datetime) -> dict[str, Any]:
     }
 
 
-def _integrate_on_commit() -> None:
+def _integrate_on_commit(db: Any) -> None:
     """One request for integration per transaction: skip when one is registered that survives
     whatever may roll back from here (its savepoints are all still open around this point)."""
-    open_savepoints = set(connection.savepoint_ids)
-    if not any(item[1] is _schedule_integration and item[0] <= open_savepoints for item in connection.run_on_commit):
-        transaction.on_commit(_schedule_integration, robust=True)
+    if db.run_on_commit:
+        open_savepoints = set(db.savepoint_ids)
+        if any(item[1] is _schedule_integration and item[0] <= open_savepoints for item in db.run_on_commit):
+            return
+    db.on_commit(_schedule_integration, robust=True)
 
 
-def _insert_pending(body: bytes, now: datetime) -> int:
-    """One statement rather than the ORM's insert: it runs in every audited action. On PostgreSQL
-    it is a prepared statement (parsed and planned once per connection) that sends the body as
-    binary, through Django's cursor wrapper all the same (query logging, execute wrappers)."""
-    if connection.vendor == "postgresql":
-        connection.ensure_connection()
-        with connection.wrap_database_errors:  # a closed connection raises Django's error, as elsewhere
-            raw = _PreparedCursor(connection.connection)
-        wrap = connection.make_debug_cursor if connection.queries_logged else connection.make_cursor
-        cursor = wrap(raw)  # type: ignore[arg-type]
+def _insert_pending(db: Any, body: bytes, now: datetime) -> None:
+    """One statement rather than the ORM's insert: it runs in every audited action.
+
+    On PostgreSQL it is a prepared statement (parsed and planned once per connection) that sends
+    the body as binary, through a cursor kept with the connection. Django's cursor wrapper adds
+    nothing to it but query logging and execute wrappers: it is used when either is on (tests
+    counting queries, a debug toolbar), and otherwise its two checks are made here.
+    """
+    if db.vendor != "postgresql":
+        with db.cursor() as cursor:
+            cursor.execute(_INSERT_PENDING, [body, now])
+        return
+    db.ensure_connection()
+    kept = getattr(db, "_caspix_ledger_cursor", None)
+    if kept is None or kept[0] is not db.connection:
+        with db.wrap_database_errors:  # a closed connection raises Django's error, as elsewhere
+            kept = (db.connection, _PreparedCursor(db.connection))
+        db._caspix_ledger_cursor = kept
+    cursor = kept[1]
+    if db.queries_logged or db.execute_wrappers:
+        wrapped = (db.make_debug_cursor if db.queries_logged else db.make_cursor)(cursor)
+        wrapped.execute(_INSERT_PENDING, [body, now])  # not closed: the cursor is kept
     else:
-        cursor = connection.cursor()
-    with cursor:
-        cursor.execute(_INSERT_PENDING, [body, now])
-        row = cursor.fetchone()
-    return int(row[0])
+        db.validate_no_broken_transaction()
+        with db.wrap_database_errors:
+            cursor.execute(_INSERT_PENDING, [body, now])
 
 
 class _Scheduler:
-    """Ask a worker to sequence newly committed events: from each process, at most one task at
+    """Ask a worker to sequence newly committed events: across all processes, at most one task at
     once and one more at the end of each window of ``LEDGER["SCHEDULE_WINDOW"]`` seconds,
     instead of one task per transaction.
 
+    The windows are the same for every process (wall-clock multiples of the window), and the
+    processes share which requests are made through the cache (an atomic ``add`` of a key
+    naming the window: only one process wins it). The first commit of a window asks for a run
+    at once, so an event committed when the ledger is quiet is sequenced within milliseconds; a
+    later one makes sure that a run is set for the window's end, which every commit of the
+    window precedes. Each process remembers which window end is already set, and asks nothing
+    more until then: under load, a web process touches the cache about twice a window, and the
+    worker gets two runs a window, each sequencing everything committed meanwhile.
+
     Publishing costs a broker round trip (about 0.4 ms, as much as a small action) and each task
-    a worker's turn: one task per transaction would double the cost of auditing under load.
-    Every event is still sequenced by the end of the window it commits in (plus the worker's
-    delay): either its commit asks for a run at once, or a run is already set for the window's
-    end. A task the broker loses is made up by the beat's run every few seconds.
+    a worker's turn (over a millisecond, the same for one event or a thousand): one task per
+    transaction, or even per process and window, would cost more than the events themselves.
+    Every event is still sequenced by the end of the window it commits in, plus the worker's
+    delay. A task the broker loses, a clock far enough off to run a window's task early, or a
+    cache that cannot be reached (then every commit asks at once) are made up by the beat's run
+    every few seconds.
     """
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.window_ends = 0.0
-        self.deferred = False
+    def __init__(self, namespace: str | None = None) -> None:
+        self.namespace = namespace  # of the cache keys; by default, the database's
+        self.set_until = 0.0  # a run is set for this time (``time.time()``): earlier commits need none
 
     def __call__(self) -> None:
         if settings.LEDGER["INTEGRATE"] == "inline":
             integrate_all()
             return
-        with self.lock:
-            now = time.monotonic()
-            if now >= self.window_ends:
-                self.window_ends, self.deferred = now + settings.LEDGER["SCHEDULE_WINDOW"], False
-                countdown = None
-            elif not self.deferred:
-                self.deferred = True
-                countdown = self.window_ends - now
-            else:
+        now = time.time()
+        if now < self.set_until:
+            return
+        window = settings.LEDGER["SCHEDULE_WINDOW"]
+        ends = (math.floor(now / window) + 1) * window
+        try:
+            if cache.add(self._key("now", ends), 1, timeout=_KEY_SECONDS):
+                _publish(None)
                 return
-        from audit.tasks import integrate_ledger
+            if cache.add(self._key("end", ends), 1, timeout=_KEY_SECONDS):
+                _publish(max(ends - time.time(), 0.0))
+        except Exception:  # the cache out of reach: ask at once, as without it
+            logger.warning("the cache cannot be reached: sequencing is asked for at every commit")
+            _publish(None)
+            return
+        self.set_until = ends
 
-        integrate_ledger.apply_async(kwargs={"seal_when_idle": False}, countdown=countdown, expires=60)  # type: ignore[arg-type]
+    def _key(self, which: str, ends: float) -> str:
+        """The cache key of a window's request. It names the ledger's database: another
+        deployment, or another test database, may share the cache."""
+        if self.namespace is None:
+            database = connections[DEFAULT_DB_ALIAS].settings_dict
+            named = "|".join(str(database.get(name, "")) for name in ("HOST", "PORT", "NAME"))
+            self.namespace = hashlib.sha256(named.encode()).hexdigest()[:16]
+        return f"audit:integrate:{self.namespace}:{which}:{round(ends * 1000)}"
+
+
+_KEY_SECONDS = 60
+
+
+def _publish(countdown: float | None) -> None:
+    from audit.tasks import integrate_ledger
+
+    integrate_ledger.apply_async(kwargs={"seal_when_idle": False}, countdown=countdown, expires=60)  # type: ignore[arg-type]
 
 
 _scheduler = _Scheduler()
@@ -220,19 +268,25 @@ def _schedule_integration() -> None:
 def integrate_all(*, seal_when_idle: bool = True) -> int:
     """Sequence every pending event, then sign a checkpoint if one is due; returns how many.
 
-    A run asked for by a commit whose events another run has sequenced already finds nothing
-    pending, and then (``seal_when_idle=False``) stops there: that other run checked the
-    checkpoint, and the beat's run checks it on the clock.
+    The batch that empties the queue checks the checkpoint in its own transaction. A run asked
+    for by a commit whose events another run has sequenced already finds nothing pending, and
+    then (``seal_when_idle=False``) stops there: that other run checked the checkpoint, and the
+    beat's run checks it on the clock.
     """
     total = 0
-    while moved := integrate():
+    while True:
+        moved = integrate(BATCH, then_seal=True)
         total += moved
-    if total or seal_when_idle:
+        if moved < BATCH:
+            break
+    if not moved and (total or seal_when_idle):
         seal()
     return total
 
 
 # --- integration -------------------------------------------------------------------------------
+
+BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -246,27 +300,47 @@ def head() -> Head:
     return Head(0, ZERO_CHAIN) if last is None else Head(last[0], bytes(last[1]))
 
 
+@dataclass(frozen=True)
+class _Frontier:
+    """The roots of the perfect subtrees of the tree at ``head``, as this process last computed
+    them: what the next batch builds on. Valid only while the ledger's head is exactly ``head``
+    (its size and chain link: the link commits to every leaf in order, so to the whole tree)."""
+
+    head: Head
+    nodes: dict[tuple[int, int], bytes]
+
+
+_frontier_kept: _Frontier | None = None
+
+
 def _lock_ledger() -> None:
-    """One integrator or sealer at a time, until the transaction ends (SQLite serialises writers)."""
+    """One integrator or sealer at a time, until the transaction ends (SQLite serialises writers).
+
+    A statement of its own: a statement that read the ledger while it waited for the lock would
+    read it as it was before the lock was granted."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
 
 
-def integrate(batch_size: int = 1000) -> int:
-    """Sequence up to ``batch_size`` committed pending events; returns how many."""
+def integrate(batch_size: int = BATCH, *, then_seal: bool = False) -> int:
+    """Sequence up to ``batch_size`` committed pending events; returns how many.
+
+    With ``then_seal``, a batch that leaves nothing pending (it took fewer than ``batch_size``)
+    also signs a checkpoint when one is due, in the same transaction.
+    """
     if not PendingEvent.objects.exists():  # the common answer for a redundant run, without the lock
         return 0
     with transaction.atomic():
         _lock_ledger()
         if connection.vendor == "postgresql":
-            return _integrate_postgresql(batch_size)
+            return _integrate_postgresql(batch_size, then_seal)
         pending = list(PendingEvent.objects.order_by("id")[:batch_size])
         if not pending:
             return 0
         current = head()
         leaves = [merkle.leaf_hash(bytes(item.body)) for item in pending]
-        chains, nodes = _link(current, leaves)
+        chains, nodes, known = _link(current, leaves)
         now = timezone.now()
         Event.objects.bulk_create(
             _event(current.size + offset + 1, bytes(item.body), leaves[offset], chains[offset], now)
@@ -274,12 +348,19 @@ def integrate(batch_size: int = 1000) -> int:
         )
         TreeNode.objects.bulk_create(TreeNode(level=level, index=index, hash=value) for level, index, value in nodes)
         PendingEvent.objects.filter(pk__in=[item.pk for item in pending]).delete()
+        if then_seal and len(pending) < batch_size:
+            _seal_after_batch(current.size + len(pending), Checkpoint.objects.order_by("-size").first(), known)
     return len(pending)
 
 
-def _link(current: Head, leaves: list[bytes]) -> tuple[list[bytes], list[tuple[int, int, bytes]]]:
-    """The chain links of ``leaves`` appended after ``current``, and the Merkle nodes they complete."""
-    known = _frontier(current.size)
+def _link(
+    current: Head, leaves: list[bytes]
+) -> tuple[list[bytes], list[tuple[int, int, bytes]], dict[tuple[int, int], bytes]]:
+    """The chain links of ``leaves`` appended after ``current``, the Merkle nodes they complete,
+    and every node known meanwhile (the new tree's frontier among them)."""
+    global _frontier_kept
+    kept = _frontier_kept
+    known = dict(kept.nodes) if kept is not None and kept.head == current else _frontier(current.size)
     chain = current.chain
     chains: list[bytes] = []
     nodes: list[tuple[int, int, bytes]] = []
@@ -293,13 +374,24 @@ def _link(current: Head, leaves: list[bytes]) -> tuple[list[bytes], list[tuple[i
             value = merkle.node_hash(known[(level - 1, 2 * position)], known[(level - 1, 2 * position + 1)])
             known[(level, position)] = value
             nodes.append((level, position, value))
-    return chains, nodes
+    size = current.size + len(leaves)
+    # Kept even if the transaction rolls back: it names the head it belongs to, which is then not
+    # the ledger's, and the next batch reads the frontier from the database again.
+    _frontier_kept = _Frontier(
+        Head(size, chain), {node: known[node] for node in merkle.nodes_needed_for_subtree(0, size)}
+    )
+    return chains, nodes, known
 
 
 # PostgreSQL hashes the leaves and reads the repeated columns out of the bodies itself (the same
 # expressions its CHECK constraint holds them to): the bodies never travel to Python and back.
+# One statement reads the batch, the head and the last checkpoint; one moves the batch and
+# stores its tree nodes: a batch is six round trips, whatever its size.
 _PENDING_LEAVES = """
-SELECT id, sha256(decode('00', 'hex') || body) FROM audit_pending ORDER BY id LIMIT %s
+SELECT 0, p.id, sha256(decode('00', 'hex') || p.body), NULL::timestamptz
+FROM (SELECT id, body FROM audit_pending ORDER BY id LIMIT %s) AS p
+UNION ALL (SELECT 1, seq, chain, NULL FROM audit_event ORDER BY seq DESC LIMIT 1)
+UNION ALL (SELECT 2, size, root, signed_at FROM audit_checkpoint ORDER BY size DESC LIMIT 1)
 """
 _MOVE_PENDING = """
 WITH moved AS (
@@ -307,6 +399,9 @@ WITH moved AS (
     USING unnest(%s::bigint[], %s::bigint[], %s::bytea[], %s::bytea[]) AS v(id, seq, leaf, chain)
     WHERE p.id = v.id
     RETURNING v.seq, p.body, v.leaf, v.chain, convert_from(p.body, 'UTF8')::jsonb AS d
+), nodes AS (
+    INSERT INTO audit_tree_node (level, index, hash)
+    SELECT * FROM unnest(%s::smallint[], %s::bigint[], %s::bytea[])
 )
 INSERT INTO audit_event
     (seq, body, leaf, chain, integrated_at, event_type, occurred_at, actor_id, object_type, object_id)
@@ -314,29 +409,59 @@ SELECT seq, body, leaf, chain, now(), (d->>'type')::integer, (d->>'time')::times
        (d->'actor'->>'id')::bigint, d->'object'->>'type', d->'object'->>'id'
 FROM moved
 """
-_INSERT_NODES = """
-INSERT INTO audit_tree_node (level, index, hash)
-SELECT * FROM unnest(%s::smallint[], %s::bigint[], %s::bytea[])
-"""
 
 
-def _integrate_postgresql(batch_size: int) -> int:
+@dataclass(frozen=True)
+class _LastCheckpoint:
+    """What deciding on the next checkpoint needs of the last one."""
+
+    size: int
+    root: bytes
+    signed_at: datetime
+
+
+def _integrate_postgresql(batch_size: int, then_seal: bool) -> int:
     with connection.cursor() as cursor:
         cursor.execute(_PENDING_LEAVES, [batch_size])
-        rows = cursor.fetchall()
-        if not rows:
+        pending: list[tuple[int, bytes]] = []
+        current, last = Head(0, ZERO_CHAIN), None
+        for kind, number, value, signed_at in cursor.fetchall():
+            if kind == 0:
+                pending.append((number, bytes(value)))
+            elif kind == 1:
+                current = Head(number, bytes(value))
+            else:
+                last = _LastCheckpoint(number, bytes(value), signed_at)
+        if not pending:
             return 0
-        current = head()
-        ids = [row[0] for row in rows]
-        leaves = [bytes(row[1]) for row in rows]
-        chains, nodes = _link(current, leaves)
-        seqs = list(range(current.size + 1, current.size + len(rows) + 1))
-        cursor.execute(_MOVE_PENDING, [ids, seqs, leaves, chains])
-        if cursor.rowcount != len(rows):
-            raise RuntimeError(f"moved {cursor.rowcount} pending events of {len(rows)}: the batch changed")
-        if nodes:
-            cursor.execute(_INSERT_NODES, [[n[0] for n in nodes], [n[1] for n in nodes], [n[2] for n in nodes]])
-    return len(rows)
+        pending.sort()  # the statement's order is the union's; the ids give the order recorded
+        ids = [item[0] for item in pending]
+        leaves = [item[1] for item in pending]
+        chains, nodes, known = _link(current, leaves)
+        seqs = list(range(current.size + 1, current.size + len(pending) + 1))
+        levels, indexes, hashes = [n[0] for n in nodes], [n[1] for n in nodes], [n[2] for n in nodes]
+        cursor.execute(_MOVE_PENDING, [ids, seqs, leaves, chains, levels, indexes, hashes])
+        if cursor.rowcount != len(pending):
+            raise RuntimeError(f"moved {cursor.rowcount} pending events of {len(pending)}: the batch changed")
+    if then_seal and len(pending) < batch_size:
+        _seal_after_batch(current.size + len(pending), last, known)
+    return len(pending)
+
+
+def _seal_after_batch(
+    size: int, last: Checkpoint | _LastCheckpoint | None, known: dict[tuple[int, int], bytes]
+) -> None:
+    """Sign a checkpoint if one is due, in the batch's transaction (in a savepoint of its own).
+
+    A failure (the key service out of reach, a stored tree that does not extend the last
+    checkpoint) is logged and leaves the batch sequenced: the events' order is kept either way,
+    and the beat's next run, when nothing is pending, tries ``seal()`` again and raises.
+    """
+    try:
+        with transaction.atomic():
+            _seal_locked(size, last, known, force=False)
+    except Exception:
+        logger.exception("no checkpoint was signed after sequencing a batch: the next run tries again")
 
 
 def _event(seq: int, body: bytes, leaf: bytes, chain: bytes, now: Any) -> Event:
@@ -442,31 +567,38 @@ def seal(*, force: bool = False) -> Checkpoint | None:
     """Sign a checkpoint of the current tree if one is due (or ``force``); returns it."""
     with transaction.atomic():
         _lock_ledger()
-        size = head().size
-        last = Checkpoint.objects.order_by("-size").first()
-        if size == 0 or (last is not None and last.size == size):
+        return _seal_locked(head().size, Checkpoint.objects.order_by("-size").first(), None, force=force)
+
+
+def _seal_locked(
+    size: int, last: Checkpoint | _LastCheckpoint | None, known: dict[tuple[int, int], bytes] | None, *, force: bool
+) -> Checkpoint | None:
+    """Sign a checkpoint of the tree of ``size`` leaves if one is due, the ledger being locked;
+    ``known`` holds nodes the caller computed (the frontier of ``size`` among them), or None."""
+    if size == 0 or (last is not None and last.size == size):
+        return None
+    if not force and last is not None:
+        config = settings.LEDGER
+        young = timezone.now() - last.signed_at < timedelta(seconds=config["CHECKPOINT_SECONDS"])
+        if young and size - last.size < config["CHECKPOINT_EVENTS"]:
             return None
-        if not force and last is not None:
-            config = settings.LEDGER
-            young = timezone.now() - last.signed_at < timedelta(seconds=config["CHECKPOINT_SECONDS"])
-            if young and size - last.size < config["CHECKPOINT_EVENTS"]:
-                return None
-        root = tree_root(size)
-        if last is not None:
-            # Never sign a tree that does not extend the last signed one.
-            needed = merkle.nodes_needed_for_consistency(last.size, size)
-            nodes = stored_nodes(needed)
-            proof = merkle.consistency_proof(lambda level, index: nodes[(level, index)], last.size, size)
-            merkle.verify_consistency(last.size, size, bytes(last.root), root, proof)
-        name = origin()
-        body = note_body(name, size, root)
-        service = key_service()
-        signature = service.sign(KeyName.LEDGER, body.encode())
-        public = service.public_keys(KeyName.LEDGER)[signature.version]
-        stamp = base64.b64encode(key_id(name, public) + signature.signature).decode()
-        return Checkpoint.objects.create(
-            size=size, root=root, note=f"{body}\n\u2014 {name} {stamp}\n", key_version=signature.version
-        )
+    root = tree_root(size) if known is None else merkle.subtree_root(lambda level, index: known[level, index], 0, size)
+    if last is not None:
+        # Never sign a tree that does not extend the last signed one (the proof is read from
+        # the stored nodes: the root above, if computed here, is checked against them).
+        needed = merkle.nodes_needed_for_consistency(last.size, size)
+        nodes = stored_nodes(needed)
+        proof = merkle.consistency_proof(lambda level, index: nodes[(level, index)], last.size, size)
+        merkle.verify_consistency(last.size, size, bytes(last.root), root, proof)
+    name = origin()
+    body = note_body(name, size, root)
+    service = key_service()
+    signature = service.sign(KeyName.LEDGER, body.encode())
+    public = service.public_keys(KeyName.LEDGER)[signature.version]
+    stamp = base64.b64encode(key_id(name, public) + signature.signature).decode()
+    return Checkpoint.objects.create(
+        size=size, root=root, note=f"{body}\n\u2014 {name} {stamp}\n", key_version=signature.version
+    )
 
 
 def published_keys() -> dict[str, Any]:

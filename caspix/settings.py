@@ -558,8 +558,9 @@ LEDGER: dict[str, Any] = {
     "INTEGRATE": env.str(
         "CASPIX_LEDGER_INTEGRATE", "inline" if TESTING or DEMO else "task", choices=("task", "inline")
     ),
-    # A process asks for sequencing at most twice a window (audit/ledger.py _Scheduler): an
-    # event waits at most this long (plus the worker's delay) for its sequence number.
+    # The web processes together ask for sequencing at most twice a window, shared through the
+    # cache (audit/ledger.py _Scheduler): an event waits at most this long (plus the worker's
+    # delay) for its sequence number.
     "SCHEDULE_WINDOW": 0.5,
 }
 

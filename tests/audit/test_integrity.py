@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from audit.events import EventType
 from audit.ledger import Actor, record
 from audit.models import Checkpoint, Event, PendingEvent, Verification
 from caspix.crypto.models import IntegrityIncident
+from tests.audit.test_windows import not_at_a_window_end
 from tests.conftest import client_for
 
 pytestmark = pytest.mark.django_db(transaction=True)  # incidents are stored on their own connection
@@ -86,8 +88,9 @@ def test_it_shows_auditors_the_integrity_status(auditor: User) -> None:
 def test_it_sequences_in_the_background_task(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
     queued: list[dict[str, Any]] = []
     monkeypatch.setattr(tasks.integrate_ledger, "apply_async", lambda **options: queued.append(options))
-    monkeypatch.setattr(ledger, "_scheduler", ledger._Scheduler())
+    monkeypatch.setattr(ledger, "_scheduler", ledger._Scheduler(uuid.uuid4().hex))
     settings.LEDGER = {**settings.LEDGER, "INTEGRATE": "task", "SCHEDULE_WINDOW": 30.0}
+    not_at_a_window_end(30.0)
     for _ in range(3):
         grow(1)  # three transactions
     # asked for on commit: at once for the first, at the window's end for the others

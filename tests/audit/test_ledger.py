@@ -45,7 +45,7 @@ def test_it_records_the_event_with_its_context_in_canonical_form() -> None:
     address = client_address_var.set("192.0.2.10")
     try:
         with transaction.atomic():
-            pending = record(
+            body = record(
                 EventType.KEY_ROTATED,
                 actor=ALICE,
                 object_type="key",
@@ -57,7 +57,7 @@ def test_it_records_the_event_with_its_context_in_canonical_form() -> None:
     finally:
         request_id_var.reset(request)
         client_address_var.reset(address)
-    body = bytes(pending.body)
+    assert bytes(PendingEvent.objects.get().body) == body
     document = json.loads(body)
     assert body == json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     assert document["type"] == 401

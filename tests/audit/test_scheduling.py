@@ -1,5 +1,5 @@
-"""Asking a worker to sequence new events: at most two tasks per window and process, on Redis, and
-every event sequenced by a real worker soon after its commit all the same."""
+"""Asking a worker to sequence new events: at most two tasks a window, on Redis, and every event
+sequenced by a real worker soon after its commit all the same."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from audit.ledger import Actor, record
 from audit.models import Event, PendingEvent
 from audit.tasks import integrate_ledger
 from caspix.celery import app
+from tests.audit.test_windows import not_at_a_window_end
 from tests.caspix.test_celery_worker import wait_until, worker_queue  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -33,7 +34,7 @@ def routed(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
     queue = f"test-{uuid.uuid4().hex}"
     settings.LEDGER = {**settings.LEDGER, "INTEGRATE": "task"}
     route(monkeypatch, queue)
-    monkeypatch.setattr(ledger, "_scheduler", ledger._Scheduler())
+    monkeypatch.setattr(ledger, "_scheduler", ledger._Scheduler(uuid.uuid4().hex))
     yield queue
     with app.connection_for_write() as conn:
         conn.default_channel.client.delete(queue)  # type: ignore[attr-defined]
@@ -59,6 +60,7 @@ def audited_actions(count: int) -> None:
 
 def test_a_busy_process_publishes_twice_a_window_not_once_a_transaction(routed: str, settings: Settings) -> None:
     settings.LEDGER = {**settings.LEDGER, "SCHEDULE_WINDOW": 30.0}  # the whole test is one window
+    not_at_a_window_end(30.0)
     audited_actions(20)
     tasks = published(routed)
     assert len(tasks) == 2
