@@ -167,7 +167,9 @@ def _insert_pending(db: Any, body: bytes, now: datetime) -> None:
     On PostgreSQL it is a prepared statement (parsed and planned once per connection) that sends
     the body as binary, through a cursor kept with the connection. Django's cursor wrapper adds
     nothing to it but query logging and execute wrappers: it is used when either is on (tests
-    counting queries, a debug toolbar), and otherwise its two checks are made here.
+    counting queries, a debug toolbar), and otherwise its two checks are made here. A tracer that
+    patches ``CursorWrapper.execute`` itself does not see this statement; one installed as an
+    execute wrapper does.
     """
     if db.vendor != "postgresql":
         with db.cursor() as cursor:
@@ -226,15 +228,17 @@ class _Scheduler:
         window = settings.LEDGER["SCHEDULE_WINDOW"]
         ends = (math.floor(now / window) + 1) * window
         try:
-            if cache.add(self._key("now", ends), 1, timeout=_KEY_SECONDS):
-                _publish(None)
-                return
-            if cache.add(self._key("end", ends), 1, timeout=_KEY_SECONDS):
-                _publish(max(ends - time.time(), 0.0))
+            first = cache.add(self._key("now", ends), 1, timeout=_KEY_SECONDS)
+            last = not first and cache.add(self._key("end", ends), 1, timeout=_KEY_SECONDS)
         except Exception:  # the cache out of reach: ask at once, as without it
             logger.warning("the cache cannot be reached: sequencing is asked for at every commit")
             _publish(None)
             return
+        if first:
+            _publish(None)
+            return
+        if last:
+            _publish(max(ends - time.time(), 0.0))
         self.set_until = ends
 
     def _key(self, which: str, ends: float) -> str:
@@ -327,30 +331,41 @@ def integrate(batch_size: int = BATCH, *, then_seal: bool = False) -> int:
     """Sequence up to ``batch_size`` committed pending events; returns how many.
 
     With ``then_seal``, a batch that leaves nothing pending (it took fewer than ``batch_size``)
-    also signs a checkpoint when one is due, in the same transaction.
+    also signs a checkpoint when one is due, in the same transaction. If signing fails, the batch
+    is committed all the same, and the failure is raised after it.
     """
     if not PendingEvent.objects.exists():  # the common answer for a redundant run, without the lock
         return 0
     with transaction.atomic():
         _lock_ledger()
         if connection.vendor == "postgresql":
-            return _integrate_postgresql(batch_size, then_seal)
-        pending = list(PendingEvent.objects.order_by("id")[:batch_size])
-        if not pending:
-            return 0
-        current = head()
-        leaves = [merkle.leaf_hash(bytes(item.body)) for item in pending]
-        chains, nodes, known = _link(current, leaves)
-        now = timezone.now()
-        Event.objects.bulk_create(
-            _event(current.size + offset + 1, bytes(item.body), leaves[offset], chains[offset], now)
-            for offset, item in enumerate(pending)
-        )
-        TreeNode.objects.bulk_create(TreeNode(level=level, index=index, hash=value) for level, index, value in nodes)
-        PendingEvent.objects.filter(pk__in=[item.pk for item in pending]).delete()
-        if then_seal and len(pending) < batch_size:
-            _seal_after_batch(current.size + len(pending), Checkpoint.objects.order_by("-size").first(), known)
-    return len(pending)
+            moved, failure = _integrate_postgresql(batch_size, then_seal)
+        else:
+            moved, failure = _integrate_sqlite(batch_size, then_seal)
+    if failure is not None:
+        raise failure
+    return moved
+
+
+def _integrate_sqlite(batch_size: int, then_seal: bool) -> tuple[int, Exception | None]:
+    pending = list(PendingEvent.objects.order_by("id")[:batch_size])
+    if not pending:
+        return 0, None
+    current = head()
+    leaves = [merkle.leaf_hash(bytes(item.body)) for item in pending]
+    chains, nodes, known = _link(current, leaves)
+    now = timezone.now()
+    Event.objects.bulk_create(
+        _event(current.size + offset + 1, bytes(item.body), leaves[offset], chains[offset], now)
+        for offset, item in enumerate(pending)
+    )
+    TreeNode.objects.bulk_create(TreeNode(level=level, index=index, hash=value) for level, index, value in nodes)
+    PendingEvent.objects.filter(pk__in=[item.pk for item in pending]).delete()
+    failure = None
+    if then_seal and len(pending) < batch_size:
+        last = Checkpoint.objects.order_by("-size").first()
+        failure = _seal_after_batch(current.size + len(pending), last, known)
+    return len(pending), failure
 
 
 def _link(
@@ -420,7 +435,7 @@ class _LastCheckpoint:
     signed_at: datetime
 
 
-def _integrate_postgresql(batch_size: int, then_seal: bool) -> int:
+def _integrate_postgresql(batch_size: int, then_seal: bool) -> tuple[int, Exception | None]:
     with connection.cursor() as cursor:
         cursor.execute(_PENDING_LEAVES, [batch_size])
         pending: list[tuple[int, bytes]] = []
@@ -433,7 +448,7 @@ def _integrate_postgresql(batch_size: int, then_seal: bool) -> int:
             else:
                 last = _LastCheckpoint(number, bytes(value), signed_at)
         if not pending:
-            return 0
+            return 0, None
         pending.sort()  # the statement's order is the union's; the ids give the order recorded
         ids = [item[0] for item in pending]
         leaves = [item[1] for item in pending]
@@ -443,25 +458,28 @@ def _integrate_postgresql(batch_size: int, then_seal: bool) -> int:
         cursor.execute(_MOVE_PENDING, [ids, seqs, leaves, chains, levels, indexes, hashes])
         if cursor.rowcount != len(pending):
             raise RuntimeError(f"moved {cursor.rowcount} pending events of {len(pending)}: the batch changed")
+    failure = None
     if then_seal and len(pending) < batch_size:
-        _seal_after_batch(current.size + len(pending), last, known)
-    return len(pending)
+        failure = _seal_after_batch(current.size + len(pending), last, known)
+    return len(pending), failure
 
 
 def _seal_after_batch(
     size: int, last: Checkpoint | _LastCheckpoint | None, known: dict[tuple[int, int], bytes]
-) -> None:
-    """Sign a checkpoint if one is due, in the batch's transaction (in a savepoint of its own).
+) -> Exception | None:
+    """Sign a checkpoint if one is due, in the batch's transaction (in a savepoint of its own);
+    returns what failed, if anything.
 
     A failure (the key service out of reach, a stored tree that does not extend the last
-    checkpoint) is logged and leaves the batch sequenced: the events' order is kept either way,
-    and the beat's next run, when nothing is pending, tries ``seal()`` again and raises.
+    checkpoint) must not undo the batch: the caller raises it once the batch is committed, and
+    the task fails as a failing ``seal()`` made it fail.
     """
     try:
         with transaction.atomic():
             _seal_locked(size, last, known, force=False)
-    except Exception:
-        logger.exception("no checkpoint was signed after sequencing a batch: the next run tries again")
+    except Exception as failure:  # raised by integrate(), after the batch commits
+        return failure
+    return None
 
 
 def _event(seq: int, body: bytes, leaf: bytes, chain: bytes, now: Any) -> Event:

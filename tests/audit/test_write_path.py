@@ -3,7 +3,6 @@ checkpoint signed in the batch's own transaction."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -55,7 +54,8 @@ def test_the_insert_goes_through_the_execute_wrappers_and_the_query_log() -> Non
     with CaptureQueriesContext(connection) as queries, transaction.atomic():
         record(EventType.KEY_ROTATED, actor=BOB)
     assert [sql for sql in seen if "audit_pending" in sql] == [ledger._INSERT_PENDING]
-    assert [q["sql"] for q in queries if "audit_pending" in q["sql"]] != []
+    logged = [q["sql"] for q in queries if "audit_pending" in q["sql"]]  # as sent: $1, $2 for %s
+    assert logged == ["INSERT INTO audit_pending (body, recorded_at) VALUES ($1, $2)"]
     assert PendingEvent.objects.count() == 2
 
 
@@ -120,6 +120,31 @@ def test_a_frontier_another_process_moved_past_is_read_again() -> None:
     assert verify().intact
 
 
+def test_a_frontier_kept_for_the_same_size_but_another_chain_is_not_built_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    recorded(3)
+    assert ledger.integrate() == 3
+    kept = ledger._frontier_kept
+    assert kept is not None
+    assert kept.head == ledger.head()
+    bogus = dict.fromkeys(kept.nodes, bytes(32))
+    monkeypatch.setattr(ledger, "_frontier_kept", ledger._Frontier(ledger.Head(3, bytes(32)), bogus))  # another chain
+    recorded(2, "next")
+    assert ledger.integrate() == 2
+    assert stored_tree_matches_the_leaves()
+    assert verify().intact
+
+
+def test_a_kept_frontier_is_what_the_next_batch_builds_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    recorded(3)
+    assert ledger.integrate() == 3
+    kept = ledger._frontier_kept
+    assert kept is not None
+    monkeypatch.setattr(ledger, "_frontier_kept", ledger._Frontier(kept.head, dict.fromkeys(kept.nodes, bytes(32))))
+    recorded(1, "next")
+    assert ledger.integrate() == 1  # built on the (here, damaged) frontier, not read again
+    assert not stored_tree_matches_the_leaves()
+
+
 def test_each_batch_is_six_round_trips_whatever_its_size(settings: Settings) -> None:
     settings.LEDGER = {**settings.LEDGER, "CHECKPOINT_EVENTS": 1_000_000, "CHECKPOINT_SECONDS": 3600}
     recorded(1)
@@ -160,8 +185,8 @@ def test_a_queue_of_whole_batches_is_signed_once_at_the_end(
     assert verify().intact
 
 
-def test_a_checkpoint_that_cannot_be_signed_leaves_the_batch_sequenced(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def test_a_checkpoint_that_cannot_be_signed_leaves_the_batch_sequenced_and_fails_the_run(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings.LEDGER = {**settings.LEDGER, "CHECKPOINT_EVENTS": 1}
 
@@ -170,9 +195,8 @@ def test_a_checkpoint_that_cannot_be_signed_leaves_the_batch_sequenced(
 
     monkeypatch.setattr(ledger, "key_service", unreachable)
     recorded(3)
-    with caplog.at_level(logging.ERROR, logger="audit.ledger"):
-        assert ledger.integrate_all(seal_when_idle=False) == 3
-    assert "no checkpoint was signed" in caplog.text
+    with pytest.raises(ConnectionError):
+        ledger.integrate_all(seal_when_idle=False)  # the task fails, as a failing seal() made it
     assert ledger.head().size == 3
     assert not PendingEvent.objects.exists()
     assert not Checkpoint.objects.exists()
@@ -180,9 +204,7 @@ def test_a_checkpoint_that_cannot_be_signed_leaves_the_batch_sequenced(
     assert ledger.seal() is not None  # the beat's next run signs it
 
 
-def test_a_stored_tree_that_does_not_extend_the_checkpoint_is_not_signed_in_a_batch(
-    settings: Settings, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_stored_tree_that_does_not_extend_the_checkpoint_is_not_signed_in_a_batch(settings: Settings) -> None:
     settings.LEDGER = {**settings.LEDGER, "CHECKPOINT_EVENTS": 1}
     recorded(4)
     ledger.integrate_all()
@@ -193,9 +215,9 @@ def test_a_stored_tree_that_does_not_extend_the_checkpoint_is_not_signed_in_a_ba
         cursor.execute("ALTER TABLE audit_tree_node ENABLE TRIGGER USER")
     recorded(1)
     ledger._frontier_kept = None  # a process that reads the frontier from the stored nodes
-    with caplog.at_level(logging.ERROR, logger="audit.ledger"):
-        assert ledger.integrate_all(seal_when_idle=False) == 1
-    assert "no checkpoint was signed" in caplog.text
+    with pytest.raises(merkle.ProofError):
+        ledger.integrate_all(seal_when_idle=False)
+    assert ledger.head().size == 5
     assert Checkpoint.objects.count() == 1
     with pytest.raises(merkle.ProofError):
         ledger.seal(force=True)
