@@ -164,31 +164,34 @@ def _integrate_on_commit(db: Any) -> None:
 def _insert_pending(db: Any, body: bytes, now: datetime) -> None:
     """One statement rather than the ORM's insert: it runs in every audited action.
 
-    On PostgreSQL it is a prepared statement (parsed and planned once per connection) that sends
-    the body as binary, through a cursor kept with the connection. Django's cursor wrapper adds
-    nothing to it but query logging and execute wrappers: it is used when either is on (tests
-    counting queries, a debug toolbar), and otherwise its two checks are made here. A tracer that
-    patches ``CursorWrapper.execute`` itself does not see this statement; one installed as an
-    execute wrapper does.
+    On PostgreSQL, Caspix's database backend (:mod:`audit.backends.postgresql`) keeps the row with
+    the connection and sends it in one round trip with the COMMIT, or before the transaction's
+    next statement, as a statement prepared once per connection with the body bound as binary.
+    It is sent at once, through Django's cursor wrapper and a prepared cursor kept with the
+    connection, where that wrapper has work to do (query logging, execute wrappers: tests counting
+    queries, a debug toolbar), as the transaction's first statement (psycopg opens the
+    transaction), or on another backend. Elsewhere Django's wrapper would add nothing but the two
+    checks made here. A tracer that patches ``CursorWrapper.execute`` itself does not see this
+    statement; one installed as an execute wrapper does.
     """
     if db.vendor != "postgresql":
         with db.cursor() as cursor:
             cursor.execute(_INSERT_PENDING, [body, now])
         return
     db.ensure_connection()
+    pending = getattr(db, "ledger_pending", None)
+    if not (db.queries_logged or db.execute_wrappers or pending is None):
+        db.validate_no_broken_transaction()
+        if db.connection.pgconn.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
+            pending.append((body, now))
+            return
     kept = getattr(db, "_caspix_ledger_cursor", None)
     if kept is None or kept[0] is not db.connection:
         with db.wrap_database_errors:  # a closed connection raises Django's error, as elsewhere
             kept = (db.connection, _PreparedCursor(db.connection))
         db._caspix_ledger_cursor = kept
-    cursor = kept[1]
-    if db.queries_logged or db.execute_wrappers:
-        wrapped = (db.make_debug_cursor if db.queries_logged else db.make_cursor)(cursor)
-        wrapped.execute(_INSERT_PENDING, [body, now])  # not closed: the cursor is kept
-    else:
-        db.validate_no_broken_transaction()
-        with db.wrap_database_errors:
-            cursor.execute(_INSERT_PENDING, [body, now])
+    wrapped = (db.make_debug_cursor if db.queries_logged else db.make_cursor)(kept[1])
+    wrapped.execute(_INSERT_PENDING, [body, now])  # not closed: the cursor is kept
 
 
 class _Scheduler:

@@ -105,9 +105,10 @@ def _paired(ceiling: Callable[[], float], measured: Callable[[], float]) -> tupl
     """Medians of ``ROUNDS`` runs of each, alternated, so that the state of the machine and of
     PostgreSQL (checkpoints, autovacuum) weighs on both alike; (measured, ceiling)."""
     ceilings, values = [], []
-    for _ in range(ROUNDS):
+    for n in range(ROUNDS):
         ceilings.append(ceiling())
         values.append(measured())
+        print(f"  round {n + 1}: {values[-1]:.0f} against {ceilings[-1]:.0f}", file=sys.stderr, flush=True)
     return statistics.median(values), statistics.median(ceilings)
 
 

@@ -54,4 +54,7 @@ def measure_in_child(env: dict[str, str], function: str, timeout: int = 1800) ->
     output = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=timeout)
     if output.returncode:
         raise RuntimeError(f"{function} failed: {output.stderr[-3000:]}")
+    for line in output.stderr.splitlines():
+        if line.startswith("  round "):  # each round of a paired figure, for the record
+            print(line, file=sys.stderr)
     return [Figure(**json.loads(line)) for line in output.stdout.splitlines() if line.startswith("{")]

@@ -155,6 +155,10 @@ DATABASES: dict[str, dict[str, Any]] = {
         )
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend, with the ledger's pending events sent with each COMMIT (one round trip
+    # less for every audited action): audit/backends/postgresql/base.py.
+    DATABASES["default"]["ENGINE"] = "audit.backends.postgresql"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded default: write-ahead log so readers never wait for the one writer.
     DATABASES["default"]["OPTIONS"] = {

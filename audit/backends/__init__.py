@@ -1,0 +1,1 @@
+"""Database backends that carry the ledger's write path."""
