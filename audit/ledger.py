@@ -179,12 +179,14 @@ def _insert_pending(db: Any, body: bytes, now: datetime) -> None:
             cursor.execute(_INSERT_PENDING, [body, now])
         return
     db.ensure_connection()
-    pending = getattr(db, "ledger_pending", None)
-    if not (db.queries_logged or db.execute_wrappers or pending is None):
+    keeps = getattr(db, "keeps_ledger_rows", False)
+    if keeps and not (db.queries_logged or db.execute_wrappers):
         db.validate_no_broken_transaction()
         if db.connection.pgconn.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
-            pending.append((body, now))
+            db.keep_ledger_row(body, now)
             return
+    if keeps:
+        db.send_ledger_rows()  # rows kept earlier in the transaction go first: the order of the calls
     kept = getattr(db, "_caspix_ledger_cursor", None)
     if kept is None or kept[0] is not db.connection:
         with db.wrap_database_errors:  # a closed connection raises Django's error, as elsewhere

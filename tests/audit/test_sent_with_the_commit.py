@@ -4,6 +4,7 @@ the same statement in the same transaction, one round trip less, nothing else ch
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -178,3 +179,192 @@ def test_a_connection_lost_before_the_commit_fails_the_action(prepared: bool) ->
     assert not Role.objects.filter(slug="lost").exists()
     assert not PendingEvent.objects.exists()
     assert Event.objects.count() == (1 if prepared else 0)  # the earlier action's event only
+
+
+# --- what a second review found ---------------------------------------------------------------
+
+
+def caught_inner_create(slug: str) -> None:
+    """The usual ``try: with atomic(): … except IntegrityError``, after an event kept outside it."""
+    with transaction.atomic():
+        started()
+        Role.objects.create(slug=slug, name=slug)
+        record(EventType.KEY_ROTATED, actor=BOB, object_id="refuse-me")
+        try:
+            with transaction.atomic():  # its SAVEPOINT sends the kept row first, which fails
+                Role.objects.create(slug=f"{slug}-inner", name="Inner")
+        except IntegrityError:
+            pass
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failure_caught_outside_any_savepoint_fails_the_commit_instead_of_a_silent_rollback(
+    refusing: None,
+) -> None:
+    with pytest.raises(DatabaseError, match="not committed"):
+        caught_inner_create("outer")
+    assert nothing_stored("outer", "outer-inner")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_failure_caught_without_a_savepoint_fails_the_commit() -> None:
+    def swallowed() -> None:
+        with transaction.atomic():
+            Role.objects.create(slug="swallowed", name="Swallowed")
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT 1 / 0")
+            except DatabaseError:
+                pass
+
+    with pytest.raises(DatabaseError, match="not committed"):
+        swallowed()
+    assert not Role.objects.filter(slug="swallowed").exists()
+
+
+def undone_inside_a_savepoint(object_id: str) -> None:
+    with transaction.atomic():
+        record(EventType.KEY_ROTATED, actor=BOB, object_id=object_id)
+        raise ValueError("undone")
+
+
+def inner_create_after(object_id: str) -> None:
+    with transaction.atomic():
+        record(EventType.KEY_ROTATED, actor=BOB, object_id=object_id)
+        Role.objects.create(slug="inner", name="Inner")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rows_of_a_savepoint_rolled_back_are_dropped_unsent(refusing: None) -> None:
+    with transaction.atomic():
+        started()
+        Role.objects.create(slug="kept", name="Kept")
+        record(EventType.KEY_ROTATED, actor=BOB, object_id="kept")
+        with pytest.raises(ValueError, match="undone"):
+            undone_inside_a_savepoint("refuse-me")  # would fail if sent
+    assert Role.objects.filter(slug="kept").exists()
+    assert [json.loads(bytes(b))["object"]["id"] for b in Event.objects.values_list("body", flat=True)] == ["kept"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failure_inside_a_savepoint_rolled_back_leaves_the_transaction_to_commit(refusing: None) -> None:
+    with transaction.atomic():
+        started()
+        Role.objects.create(slug="outer", name="Outer")
+        record(EventType.KEY_ROTATED, actor=BOB, object_id="outer")
+        started()  # sends it
+        with pytest.raises(IntegrityError):
+            inner_create_after("refuse-me")  # the create sends the kept row first: refused
+    assert Role.objects.filter(slug="outer").exists()
+    assert not Role.objects.filter(slug="inner").exists()
+    assert [json.loads(bytes(b))["object"]["id"] for b in Event.objects.values_list("body", flat=True)] == ["outer"]
+
+
+def test_rows_kept_before_a_wrapper_arrives_keep_their_order() -> None:
+    def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        return execute(sql, params, many, context)
+
+    with transaction.atomic():
+        started()
+        record(EventType.KEY_ROTATED, actor=BOB, object_id="1")
+        with connection.execute_wrapper(wrapper):
+            record(EventType.KEY_ROTATED, actor=BOB, object_id="2")
+        record(EventType.KEY_ROTATED, actor=BOB, object_id="3")
+        assert object_ids_pending() == ["1", "2", "3"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_deallocated_behind_its_back_fails_one_action_then_is_prepared_again() -> None:
+    action("first", "first")
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    with pytest.raises(DatabaseError):
+        action("lost", "lost")
+    action("again", "again")
+    assert set(Role.objects.filter(slug__in=["first", "lost", "again"]).values_list("slug", flat=True)) == {
+        "first",
+        "again",
+    }
+    assert Event.objects.count() == 2
+
+
+@pytest.fixture
+def slow_commit() -> Iterator[None]:
+    """A deferred constraint trigger that makes each COMMIT of a pending event take 0.5 s."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION test_slow() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN PERFORM pg_sleep(0.5); RETURN NULL; END $$"
+        )
+        cursor.execute(
+            "CREATE CONSTRAINT TRIGGER test_slow AFTER INSERT ON audit_pending"
+            " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_slow()"
+        )
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER test_slow ON audit_pending")
+        cursor.execute("DROP FUNCTION test_slow()")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_waiting_for_the_commit_lets_other_threads_and_signals_run(slow_commit: None) -> None:
+    import signal
+    import threading
+
+    counted = 0
+    stop = threading.Event()
+
+    def count() -> None:
+        nonlocal counted
+        while not stop.is_set():
+            counted += 1
+
+    thread = threading.Thread(target=count)
+    thread.start()
+    try:
+        action("slow", "slow")
+    finally:
+        stop.set()
+        thread.join()
+    assert counted > 100_000  # the other thread ran while the COMMIT waited (a held lock: ~0)
+    assert Role.objects.filter(slug="slow").exists()
+
+    class TimeLimitError(Exception):
+        pass
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise TimeLimitError
+
+    started()
+    backend = connection.connection.info.backend_pid
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.2)
+    try:
+        with pytest.raises(TimeLimitError):
+            action("interrupted", "interrupted")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    for _ in range(100):  # the server may finish the COMMIT it was sent: let it end
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [backend])
+            if not cursor.fetchone()[0]:
+                break
+        time.sleep(0.05)
+    action("after", "after")  # on a new connection: the interrupted one, in an unknown state, was closed
+    assert Role.objects.filter(slug="after").exists()
+    # the server may have committed or not; either way, the change and its event together
+    committed = Role.objects.filter(slug="interrupted").exists()
+    assert Event.objects.filter(object_id="interrupted").exists() is committed
+    assert verify().intact
+
+
+@pytest.mark.django_db(transaction=True)
+def test_more_rows_than_the_socket_takes_at_once_are_all_sent() -> None:
+    with transaction.atomic():
+        started()
+        for n in range(200):
+            record(EventType.KEY_ROTATED, actor=BOB, object_id=str(n), reason="x" * 50_000)
+        assert len(kept()) == 200
+    assert Event.objects.count() == 200
+    assert verify().intact
