@@ -207,10 +207,15 @@ def run() -> list[Figure]:
         try:
             with serve(env, "bench.settings", workers=WORKERS) as base:
                 values, bare, parsing = [], [], []
-                for _ in range(ROUNDS):
+                for n in range(ROUNDS):
                     parsing.append(_throughput(base, "/__bench__/drf", keyid, secret))
                     bare.append(_throughput(base, "/__bench__/ingest", keyid, secret))
                     values.append(_throughput(base, "/api/v1/alerts/bulk", keyid, secret))
+                    print(
+                        f"  round {n + 1}: {values[-1]:.0f} against {bare[-1]:.0f} (parsing only {parsing[-1]:.0f})",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 value = statistics.median(values)
                 figures.append(Figure.throughput("intake_bulk", value, "alerts/s", statistics.median(bare)))
                 figures.append(

@@ -23,10 +23,10 @@ class StrictJSONParser(JSONParser):
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [key for key, _ in pairs]
-    if len(set(keys)) != len(keys):
+    made = dict(pairs)
+    if len(made) != len(pairs):  # a key given twice was kept once
         raise ValueError("an object names a key twice")
-    return dict(pairs)
+    return made
 
 
 def _no_constant(name: str) -> None:

@@ -59,7 +59,8 @@ class NormalisationError(ValueError):
 
 
 def normalise(kind: Kind | str, value: str) -> str:
-    kind = Kind(kind)
+    if type(kind) is not Kind:  # the Enum's own call costs as much as the rest for a short value
+        kind = Kind(kind)
     text = unicodedata.normalize("NFKC", value).strip()
     if kind is Kind.CARD_TOKEN:
         text = text.lower()
