@@ -368,3 +368,19 @@ def test_more_rows_than_the_socket_takes_at_once_are_all_sent() -> None:
         assert len(kept()) == 200
     assert Event.objects.count() == 200
     assert verify().intact
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_on_a_descriptor_above_1024_commits() -> None:
+    """A busy process (a worker with many sockets) has descriptors past ``select``'s limit."""
+    import os
+
+    connection.close()
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        action("high", "high")  # the new connection's socket is numbered above the ones held
+        assert connection.connection.pgconn.socket > 1024
+    finally:
+        for descriptor in held:
+            os.close(descriptor)
+    assert bytes(Event.objects.get().body).count(b'"high"') == 1

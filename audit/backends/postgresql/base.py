@@ -21,7 +21,7 @@ What stays the same for every caller:
   instead of sending a COMMIT that PostgreSQL would answer by rolling back without an error. It
   does so for any transaction that failed on the server, whoever caught the error. A rollback or
   a closed connection discards the kept rows.
-* **Waiting.** The wait for the server's answer is in ``select``: other threads run and signals
+* **Waiting.** The wait for the server's answer is in ``poll``: other threads run and signals
   arrive. An exception that interrupts it (a time limit's) closes the connection, as its state
   is then unknown; the server may or may not have committed, as with any interrupted commit,
   and either way the change and its event stand or fall together.
@@ -171,17 +171,24 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
 
 def _next_result(raw: psycopg.Connection[Any]) -> pq.abc.PGresult | None:
-    """libpq's next result, waiting for it in ``select`` rather than in libpq: the wait releases
+    """libpq's next result, waiting for it in ``poll`` rather than in libpq: the wait releases
     the interpreter lock and lets signals through, as psycopg's own waits do."""
     pgconn = raw.pgconn
     while pgconn.flush():  # the output not sent yet (libpq may leave some in nonblocking mode)
-        select.select([], [pgconn.socket], [])
+        _wait(pgconn.socket, select.POLLOUT)
     while pgconn.is_busy():
-        select.select([pgconn.socket], [], [])
+        _wait(pgconn.socket, select.POLLIN)
         pgconn.consume_input()
     if pgconn.status == pq.ConnStatus.BAD:
         raise psycopg.OperationalError(f"the connection was lost: {pgconn.get_error_message(raw.info.encoding)}")
     return pgconn.get_result()
+
+
+def _wait(socket: int, event: int) -> None:
+    """Until ``socket`` is ready (``poll``: unlike ``select``, any descriptor number will do)."""
+    poller = select.poll()
+    poller.register(socket, event | select.POLLERR | select.POLLHUP)
+    poller.poll()
 
 
 def _sqlstate(result: pq.abc.PGresult) -> str:
