@@ -75,7 +75,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
         self.keeps_ledger_rows = not (self.settings_dict.get("OPTIONS") or {}).get("pool")
 
     def keep_ledger_row(self, body: bytes, recorded_at: datetime) -> None:
-        self.ledger_pending.append(KeptRow(body, recorded_at, frozenset(filter(None, self.savepoint_ids))))
+        self.ledger_pending.append(KeptRow(body, recorded_at, self._open_savepoints()))
+
+    def _open_savepoints(self) -> frozenset[str]:
+        return frozenset(filter(None, self.savepoint_ids))  # None: an atomic block without one
 
     def send_ledger_rows(self) -> None:
         """Send the kept rows now (before a statement that does not go through :meth:`_cursor`)."""
@@ -132,7 +135,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         rows = self.ledger_pending
         raw: psycopg.Connection[Any] = self.connection
         pgconn = raw.pgconn
-        self._ledger_failed = frozenset(filter(None, self.savepoint_ids))
+        self._ledger_failed = self._open_savepoints()
         if self._ledger_prepared is not raw:  # a new connection is a new session
             prepared = pgconn.prepare(STATEMENT, _SQL, _TYPES)
             if prepared.status == pq.ExecStatus.COMMAND_OK or _sqlstate(prepared) == _STATEMENT_EXISTS:
